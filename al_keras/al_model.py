@@ -1,0 +1,524 @@
+"""`ALModel`: a Keras model trained by Associated Learning."""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from al_keras import export as export_lib
+from al_keras import labels as labels_lib
+from al_keras import optimizers as optimizers_lib
+from al_keras.layers import AssociatedBlock
+
+OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
+
+
+@keras.saving.register_keras_serializable(package="al_keras")
+class ALModel(keras.Model):
+    """A classifier made of `AssociatedBlock`s, trained by Associated Learning.
+
+    Training (`fit`) never back-propagates across a block boundary.  For each
+    block i, with `s_0 = x` and `t_0 = one_hot(y)`:
+
+    * the **auto-encoder loss** `ae_loss_i = MSE(h_i(t_i), t_{i-1})` with
+      `t_i = g_i(stop_gradient(t_{i-1}))` trains only `g_i` and `h_i`
+      (for `h_1` the loss is `output_loss`);
+    * the **associated loss** `assoc_loss_i = MSE(b_i(s_i), stop_gradient(t_i))`
+      with `s_i = f_i(stop_gradient(s_{i-1}))` trains only `f_i` and `b_i`.
+
+    Each loss has its own `tf.GradientTape` and its own optimizer, cloned from
+    the optimizer given to `compile()`; auto-encoder optimizers run at
+    `ae_lr_multiplier` times its learning rate (2, as in the original code).
+    `model.optimizer` stays the one you passed: its learning rate (a float
+    that callbacks such as `ReduceLROnPlateau` may change, or a schedule) is
+    followed by every block optimizer, and its `iterations` counts steps.
+    The block optimizers are `model.assoc_optimizers` and
+    `model.ae_optimizers`; they are saved with the model.
+
+    Inference (`call`, `predict`, `evaluate`) follows
+    `x -> f_1 ... f_L -> b_L -> h_L ... h_1` and returns class probabilities.
+    With `output_loss="mse"` (the original) `h_1` is a sigmoid layer whose
+    scores are clipped at 0 and normalised to sum to 1 (argmax unchanged);
+    with `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
+    *exit* at block i (`x -> f_1 ... f_i -> b_i -> h_i ... h_1`) is
+    `model(x, exit=i)`, `model.predict(x, exit=i)` or
+    `model.evaluate(x, y, exit=i)`; the SavedModel from `model.export()` has
+    one signature per exit.
+
+    Logs: `loss` (sum of the weighted local losses), `assoc_loss_<i>` and
+    `ae_loss_<i>` per block (1-based, weighted, regularization included), and
+    the compiled metrics on the inference path.  Labels may be class ids
+    `(batch,)` / `(batch, 1)` or one-hot rows `(batch, num_classes)`.
+
+    Args:
+        blocks: list of `AssociatedBlock`, input side first.  Block 1's
+            `target_units` must be `num_classes`, block i's the
+            `label_units` of block i-1.
+        num_classes: int >= 2.
+        output_loss: loss of `h_1`: `"mse"` (default) or
+            `"categorical_crossentropy"` (then `h_1` must be a softmax, as
+            `al_keras.associate` builds it).
+        loss_weights: optional list of one float >= 0 per block, multiplying
+            both local losses of that block.
+        ae_lr_multiplier: float > 0, learning rate of the auto-encoder
+            optimizers relative to `model.optimizer`'s.
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: input batch.
+        training: bool.
+        exit: optional int in `[1, num_blocks]`: the block whose shortcut
+            path is used; default: the full path (`num_blocks`).
+
+    Example:
+
+    >>> model = al_keras.associate(
+    ...     [keras.layers.Dense(64, "elu"), keras.layers.Dense(64, "elu")],
+    ...     num_classes=10, label_units=32, input_shape=(64,))
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    ...               metrics=["accuracy"])
+    >>> model.fit(x, y, epochs=5)                      # doctest: +SKIP
+    >>> model.predict(x, exit=1)                       # doctest: +SKIP
+
+    Reference:
+        Kao & Chen, Associated Learning: Decomposing End-to-end
+        Backpropagation based on Auto-encoders and Target Propagation,
+        Neural Computation 33(1), 2021 (arXiv:1906.05560).
+    """
+
+    def __init__(
+        self,
+        blocks,
+        num_classes,
+        output_loss="mse",
+        loss_weights=None,
+        ae_lr_multiplier=2.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        blocks = [
+            keras.saving.deserialize_keras_object(b) if isinstance(b, dict) else b
+            for b in blocks
+        ]
+        _check_blocks(blocks, num_classes)
+        if output_loss not in OUTPUT_LOSSES:
+            raise ValueError(
+                f"Unknown output_loss {output_loss!r}; expected one of "
+                f"{OUTPUT_LOSSES}."
+            )
+        decoder_activation = blocks[0].label_decoder.activation
+        if (output_loss == "categorical_crossentropy") != (
+            decoder_activation == "softmax"
+        ):
+            raise ValueError(
+                f"output_loss={output_loss!r} needs h_1 "
+                f"{'with' if output_loss != 'mse' else 'without'} a softmax, "
+                f"but block 1's label decoder uses {decoder_activation!r}. "
+                "Build the blocks with al_keras.associate(..., "
+                f"output_loss={output_loss!r})."
+            )
+        if loss_weights is None:
+            loss_weights = [1.0] * len(blocks)
+        loss_weights = [float(w) for w in loss_weights]
+        if len(loss_weights) != len(blocks) or any(w < 0 for w in loss_weights):
+            raise ValueError(
+                f"loss_weights must be {len(blocks)} numbers >= 0 (one per "
+                f"block), got {loss_weights}."
+            )
+        if not float(ae_lr_multiplier) > 0:
+            raise ValueError(
+                f"ae_lr_multiplier must be > 0, got {ae_lr_multiplier!r}."
+            )
+        self.blocks = blocks
+        self.num_classes = num_classes
+        self.output_loss = output_loss
+        self.loss_weights = loss_weights
+        self.ae_lr_multiplier = float(ae_lr_multiplier)
+
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.assoc_loss_trackers = [
+            keras.metrics.Mean(name=f"assoc_loss_{i}")
+            for i in range(1, len(blocks) + 1)
+        ]
+        self.ae_loss_trackers = [
+            keras.metrics.Mean(name=f"ae_loss_{i}")
+            for i in range(1, len(blocks) + 1)
+        ]
+        self.assoc_optimizers = []
+        self.ae_optimizers = []
+        self._active_exit = None
+        self._exit_functions = {}
+
+    # ------------------------------------------------------------------ build
+    @property
+    def num_blocks(self):
+        return len(self.blocks)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            if not block.built:
+                block.build(shape)
+            shape = tuple(block.compute_output_shape(shape))
+        if getattr(self, "compiled", False):
+            self._build_optimizers()
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures training; see `keras.Model.compile`.
+
+        `loss` must stay unset: AL trains with its own local losses.  The
+        optimizer (string or instance) is cloned into one optimizer per block
+        and per loss family.
+        """
+        if loss is not None:
+            raise ValueError(
+                "ALModel trains with its own local losses; leave `loss` unset "
+                f"in compile() (got loss={loss!r}). Choose the loss of h_1 with "
+                "ALModel(output_loss=...)."
+            )
+        if kwargs.get("loss_weights") is not None:
+            raise ValueError(
+                "compile(loss_weights=...) is not used by ALModel; give "
+                "per-block weights as ALModel(loss_weights=[...])."
+            )
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.assoc_optimizers = []
+        self.ae_optimizers = []
+        self._exit_functions = {}
+        if self.built:
+            self._build_optimizers()
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def _build_optimizers(self):
+        """Clones `self.optimizer` per block and loss family, and builds them.
+
+        Built eagerly (not lazily in the first step) so that `.keras` reloads
+        restore their state and distribution strategies see their variables.
+        """
+        template = self.optimizer
+        if not template.built:
+            template.build([])  # It only carries the learning rate and step.
+        self.assoc_optimizers = [
+            optimizers_lib.clone_optimizer(template, 1.0, f"assoc_optimizer_{i}")
+            for i in range(1, self.num_blocks + 1)
+        ]
+        self.ae_optimizers = [
+            optimizers_lib.clone_optimizer(
+                template, self.ae_lr_multiplier, f"ae_optimizer_{i}"
+            )
+            for i in range(1, self.num_blocks + 1)
+        ]
+        for block, assoc_opt, ae_opt in zip(
+            self.blocks, self.assoc_optimizers, self.ae_optimizers
+        ):
+            assoc_opt.build(block.input_side_variables)
+            ae_opt.build(block.label_side_variables)
+
+    # --------------------------------------------------------------- metrics
+    @property
+    def metrics(self):
+        own = [
+            self.total_loss_tracker,
+            *self.assoc_loss_trackers,
+            *self.ae_loss_trackers,
+        ]
+        keras_loss = getattr(self, "_loss_tracker", None)
+        rest = [
+            m
+            for m in super().metrics
+            if m is not keras_loss and not any(m is o for o in own)
+        ]
+        return own + rest
+
+    def _record_losses(self, assoc_losses, ae_losses):
+        for tracker, value in zip(self.assoc_loss_trackers, assoc_losses):
+            tracker.update_state(value)
+        for tracker, value in zip(self.ae_loss_trackers, ae_losses):
+            tracker.update_state(value)
+        self.total_loss_tracker.update_state(
+            tf.add_n(list(assoc_losses) + list(ae_losses))
+        )
+
+    # ----------------------------------------------------------- local parts
+    def _label_side(self, index, t_prev, sample_weight, training):
+        """Runs g_i, h_i; returns t_i and the weighted auto-encoder loss."""
+        block = self.blocks[index]
+        t = block.label_encoder(t_prev, training=training)
+        reconstruction = block.label_decoder(t, training=training)
+        target = tf.cast(t_prev, "float32")
+        reconstruction = tf.cast(reconstruction, "float32")
+        if index == 0 and self.output_loss == "categorical_crossentropy":
+            per_example = keras.losses.categorical_crossentropy(
+                target, reconstruction
+            )
+        else:
+            per_example = keras.losses.mean_squared_error(target, reconstruction)
+        loss = _reduce(per_example, sample_weight)
+        loss += _regularization(block.label_encoder, block.label_decoder)
+        return t, loss * self.loss_weights[index]
+
+    def _input_side(self, index, s_prev, t, sample_weight, training):
+        """Runs f_i, b_i; returns s_i, b_i(s_i) and the associated loss."""
+        block = self.blocks[index]
+        s = block.encoder(s_prev, training=training)
+        prediction = block.bridge(s, training=training)
+        per_example = keras.losses.mean_squared_error(
+            tf.cast(tf.stop_gradient(t), "float32"),
+            tf.cast(prediction, "float32"),
+        )
+        loss = _reduce(per_example, sample_weight)
+        loss += _regularization(block.encoder, block.bridge)
+        return s, prediction, loss * self.loss_weights[index]
+
+    def _decode(self, prediction, exit):
+        """h_exit ... h_1 applied to a bridge output; returns probabilities."""
+        t = prediction
+        for index in reversed(range(exit)):
+            t = self.blocks[index].label_decoder(t, training=False)
+        scores = tf.cast(t, "float32")
+        if self.output_loss == "categorical_crossentropy":
+            return scores
+        scores = tf.nn.relu(scores) + 1e-7
+        return scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
+
+    def _check_exit(self, exit):
+        if exit is None:
+            return self.num_blocks
+        if isinstance(exit, bool) or not isinstance(exit, int):
+            raise TypeError(f"`exit` must be an int, got {exit!r}.")
+        if not 1 <= exit <= self.num_blocks:
+            raise ValueError(
+                f"`exit` must be in [1, {self.num_blocks}] (this model has "
+                f"{self.num_blocks} blocks), got {exit}."
+            )
+        return exit
+
+    # ------------------------------------------------------------- inference
+    def call(self, inputs, training=None, exit=None):
+        exit = self._check_exit(exit)
+        s = inputs
+        for block in self.blocks[:exit]:
+            s = block(s, training=training)
+        prediction = self.blocks[exit - 1].bridge(s, training=training)
+        return self._decode(prediction, exit)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    # -------------------------------------------------------------- training
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._follow_learning_rate()
+        t_prev = labels_lib.to_one_hot(y, self.num_classes)
+
+        # Label side first (cheap): t_i are the targets of the input side.
+        # Its updates are applied last, so that the metrics below decode
+        # with the h_i that produced this step's losses.
+        targets, ae_losses, ae_updates = [], [], []
+        for index, (block, optimizer) in enumerate(
+            zip(self.blocks, self.ae_optimizers)
+        ):
+            t_in = tf.stop_gradient(t_prev)
+            with tf.GradientTape() as tape:
+                t, loss = self._label_side(index, t_in, sample_weight, True)
+                scaled = optimizer.scale_loss(loss)
+            variables = block.label_side_variables
+            grads = tape.gradient(scaled, variables)
+            _check_gradients(grads, variables, "auto-encoder", index)
+            ae_updates.append((optimizer, grads, variables))
+            targets.append(t)
+            ae_losses.append(loss)
+            t_prev = t
+
+        # Input side: one tape per block; each block's tape and activations
+        # are done with before the next block starts.
+        s, assoc_losses = x, []
+        for index, (block, optimizer) in enumerate(
+            zip(self.blocks, self.assoc_optimizers)
+        ):
+            s_in = tf.stop_gradient(s)
+            with tf.GradientTape() as tape:
+                s, prediction, loss = self._input_side(
+                    index, s_in, targets[index], sample_weight, True
+                )
+                scaled = optimizer.scale_loss(loss)
+            variables = block.input_side_variables
+            grads = tape.gradient(scaled, variables)
+            _check_gradients(grads, variables, "associated", index)
+            optimizer.apply(grads, variables)
+            assoc_losses.append(loss)
+
+        y_pred = self._decode(prediction, self.num_blocks)
+        for optimizer, grads, variables in ae_updates:
+            optimizer.apply(grads, variables)
+        self.optimizer.iterations.assign_add(1)
+
+        self._record_losses(assoc_losses, ae_losses)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def _follow_learning_rate(self):
+        """Block optimizers follow a float learning rate of `model.optimizer`.
+
+        (A schedule is cloned into each block optimizer instead.)
+        """
+        base = self.optimizer.learning_rate
+        if not isinstance(base, keras.Variable):
+            return
+        for optimizer in self.assoc_optimizers:
+            optimizer.learning_rate = base
+        for optimizer in self.ae_optimizers:
+            optimizer.learning_rate = base * self.ae_lr_multiplier
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        exit = self._check_exit(self._active_exit)
+        t, s = labels_lib.to_one_hot(y, self.num_classes), x
+        assoc_losses, ae_losses = [], []
+        for index in range(self.num_blocks):
+            t, ae_loss = self._label_side(index, t, sample_weight, False)
+            s, prediction, assoc_loss = self._input_side(
+                index, s, t, sample_weight, False
+            )
+            if index + 1 == exit:
+                exit_prediction = prediction
+            ae_losses.append(ae_loss)
+            assoc_losses.append(assoc_loss)
+        y_pred = self._decode(exit_prediction, exit)
+        self._record_losses(assoc_losses, ae_losses)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False, exit=self._active_exit)
+
+    # ------------------------------------------------------------ exits API
+    @contextlib.contextmanager
+    def _exit_scope(self, exit, function_attr):
+        """Runs Keras' predict/evaluate loop with the shortcut path `exit`."""
+        exit = self._check_exit(exit)
+        if exit == self.num_blocks:
+            yield
+            return
+        key = (function_attr, exit)
+        saved = getattr(self, function_attr)
+        setattr(self, function_attr, self._exit_functions.get(key))
+        self._active_exit = exit
+        try:
+            yield
+        finally:
+            self._exit_functions[key] = getattr(self, function_attr)
+            setattr(self, function_attr, saved)
+            self._active_exit = None
+
+    def predict(self, x, *args, exit=None, **kwargs):
+        """`keras.Model.predict`; `exit=i` uses block i's shortcut path."""
+        with self._exit_scope(exit, "predict_function"):
+            return super().predict(x, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, exit=None, **kwargs):
+        """`keras.Model.evaluate`; `exit=i` measures block i's shortcut path.
+
+        The local losses are those of the whole model either way.
+        """
+        with self._exit_scope(exit, "test_function"):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    # ---------------------------------------------------------------- export
+    def export(self, filepath, format="tf_saved_model", verbose=None,
+               input_signature=None, overwrite=False, **kwargs):
+        """Writes a SavedModel for serving without al_keras.
+
+        Signatures: `serving_default` (and `serve`), the full-path class
+        probabilities; `exit_1` ... `exit_L`, the shortcut paths.  Each takes
+        one float tensor `inputs` and returns `{"probabilities": ...}`.  An
+        existing `filepath` is replaced only with `overwrite=True`.  Other
+        formats are handed to `keras.Model.export`.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose,
+                                  input_signature=input_signature, **kwargs)
+        endpoints = {"serve": lambda x: self(x, training=False)}
+        for exit in range(1, self.num_blocks + 1):
+            endpoints[f"exit_{exit}"] = (
+                lambda x, exit=exit: self(x, training=False, exit=exit)
+            )
+        export_lib.export_saved_model(
+            self, filepath, endpoints, input_signature=input_signature,
+            overwrite=overwrite, verbose=verbose,
+        )
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+        config.update(
+            blocks=[keras.saving.serialize_keras_object(b) for b in self.blocks],
+            num_classes=self.num_classes,
+            output_loss=self.output_loss,
+            loss_weights=list(self.loss_weights),
+            ae_lr_multiplier=self.ae_lr_multiplier,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["blocks"] = [
+            keras.saving.deserialize_keras_object(b, custom_objects=custom_objects)
+            for b in config["blocks"]
+        ]
+        return cls(**config)
+
+
+def _check_blocks(blocks, num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
+        num_classes < 2
+    ):
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+    if not blocks:
+        raise ValueError("An ALModel needs at least one block (num_blocks >= 1).")
+    for i, block in enumerate(blocks, start=1):
+        if not isinstance(block, AssociatedBlock):
+            raise TypeError(
+                f"Block {i} is a {type(block).__name__}; ALModel takes "
+                "AssociatedBlock layers (use al_keras.associate to wrap plain "
+                "Keras layers)."
+            )
+        expected = num_classes if i == 1 else blocks[i - 2].label_units
+        if block.target_units != expected:
+            raise ValueError(
+                f"Block {i} decodes to {block.target_units} units but must "
+                f"decode to {expected} ("
+                + ("num_classes" if i == 1 else f"block {i - 1}'s label_units")
+                + ")."
+            )
+
+
+def _reduce(per_example, sample_weight):
+    """Mean over the batch, weighted like Keras' sum_over_batch_size."""
+    if sample_weight is None:
+        return tf.reduce_mean(per_example)
+    weight = tf.cast(tf.reshape(sample_weight, tf.shape(per_example)), "float32")
+    return tf.reduce_sum(per_example * weight) / tf.cast(
+        tf.size(per_example), "float32"
+    )
+
+
+def _regularization(*layers):
+    losses = [tf.cast(l, "float32") for layer in layers for l in layer.losses]
+    return tf.add_n(losses) if losses else 0.0
+
+
+def _check_gradients(grads, variables, family, index):
+    missing = [v.path for g, v in zip(grads, variables) if g is None]
+    if missing:
+        raise ValueError(
+            f"Block {index + 1}'s {family} loss has no gradient for "
+            f"{missing}: every trainable variable of the part it trains must "
+            "take part in that loss."
+        )

@@ -1,0 +1,174 @@
+"""`BPModel`: the backprop twin of an AL model, for side-by-side comparison."""
+
+import keras
+
+from al_keras import export as export_lib
+from al_keras.labels import ClassificationCrossentropy
+
+
+@keras.saving.register_keras_serializable(package="al_keras")
+class BPModel(keras.Model):
+    """The same backbone as an AL model, trained end to end by backprop.
+
+    The head mirrors the AL model's inference path, as the original code's
+    BP baselines did: Flatten -> Dense(`bridge_multiplier * n_L`) ->
+    Dense(`n_L`) (the bridge `b_L`), one Dense per decoder `h_L ... h_2`
+    (`n_{L-1} ... n_1`), and a softmax Dense to the classes (`h_1`).  So the
+    two models have the same parameters at inference and differ only in how
+    they are trained.
+
+    `compile()` defaults the loss to cross-entropy that accepts class ids or
+    one-hot labels, like `ALModel`; `fit`, `evaluate`, `predict` and `export`
+    are Keras'.
+
+    Args:
+        encoders: list of Keras layers, the backbone `f_1 ... f_L`.
+        num_classes: int >= 2.
+        label_units: int or list of ints (one per block), the AL model's `n_i`
+            that the head mirrors.
+        bridge_multiplier: hidden width of the first head layer, in units of
+            `n_L` (0 drops it).
+        head_activation: activation of the head's hidden layers (`"relu"`,
+            as the original BP baselines).
+        kernel_initializer: of the head, default `"he_normal"`.
+        kernel_regularizer: optional regularizer of the head.
+        **kwargs: `keras.Model` arguments.
+
+    Call arguments:
+        inputs: input batch.
+        training: bool.
+
+    Example:
+
+    >>> model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
+    ...                             method="bp")
+    >>> model.compile(optimizer="adam", metrics=["accuracy"])
+
+    Reference:
+        Kao & Chen, Associated Learning, Neural Computation 33(1), 2021.
+    """
+
+    def __init__(
+        self,
+        encoders,
+        num_classes,
+        label_units=256,
+        bridge_multiplier=5,
+        head_activation="relu",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        encoders = [
+            keras.saving.deserialize_keras_object(e) if isinstance(e, dict) else e
+            for e in encoders
+        ]
+        if not encoders:
+            raise ValueError("A BPModel needs at least one encoder.")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
+            num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+        if isinstance(label_units, int):
+            label_units = [label_units] * len(encoders)
+        label_units = list(label_units)
+        if len(label_units) != len(encoders):
+            raise ValueError(
+                f"label_units has {len(label_units)} entries for "
+                f"{len(encoders)} encoders."
+            )
+        self.encoders = encoders
+        self.num_classes = num_classes
+        self.label_units = label_units
+        self.bridge_multiplier = bridge_multiplier
+        self.head_activation = head_activation
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+        widths = []
+        hidden = int(round(bridge_multiplier * label_units[-1]))
+        if hidden > 0:
+            widths.append(hidden)
+        widths += label_units[::-1]
+        dense = dict(
+            activation=head_activation,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+        )
+        self.head = [keras.layers.Flatten(name="head_flatten")]
+        self.head += [
+            keras.layers.Dense(w, name=f"head_dense_{i}", **dense)
+            for i, w in enumerate(widths, start=1)
+        ]
+        self.head.append(
+            keras.layers.Dense(
+                num_classes,
+                activation="softmax",
+                kernel_initializer=self.kernel_initializer,
+                kernel_regularizer=self.kernel_regularizer,
+                name="head_output",
+                dtype="float32",
+            )
+        )
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for layer in self.encoders + self.head:
+            x = layer(x, training=training)
+        return x
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.encoders + self.head:
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(
+                layer.compute_output_spec(keras.KerasTensor(shape)).shape
+            )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile`; `loss` defaults to cross-entropy on ids or one-hot."""
+        if loss is None:
+            loss = ClassificationCrossentropy(self.num_classes)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def export(self, filepath, format="tf_saved_model", verbose=None,
+               input_signature=None, overwrite=False, **kwargs):
+        """Writes a SavedModel (`serving_default` -> `{"probabilities"}`)."""
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose,
+                                  input_signature=input_signature, **kwargs)
+        export_lib.export_saved_model(
+            self, filepath, {"serve": lambda x: self(x, training=False)},
+            input_signature=input_signature, overwrite=overwrite,
+            verbose=verbose,
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "encoders": [
+                keras.saving.serialize_keras_object(e) for e in self.encoders
+            ],
+            "num_classes": self.num_classes,
+            "label_units": list(self.label_units),
+            "bridge_multiplier": self.bridge_multiplier,
+            "head_activation": self.head_activation,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+        }

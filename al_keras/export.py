@@ -1,0 +1,55 @@
+"""SavedModel export with one named signature per inference path."""
+
+import os
+
+import tensorflow as tf
+import keras
+
+
+def export_saved_model(model, filepath, endpoints, input_signature=None,
+                       overwrite=False, verbose=None):
+    """Writes `model` as a SavedModel whose signatures are `endpoints`.
+
+    Args:
+        model: a built Keras model.
+        filepath: directory to write.
+        endpoints: dict name -> function of one input batch returning class
+            probabilities.  The first one is also `serving_default`.
+        input_signature: optional `tf.TensorSpec` of the input; default: the
+            model's built input shape with a free batch size, float32, named
+            `inputs`.
+        overwrite: replace an existing `filepath`; otherwise an existing one
+            raises `FileExistsError`.
+        verbose: print the endpoints written.
+    """
+    filepath = os.fspath(filepath)
+    if os.path.exists(filepath) and not overwrite:
+        raise FileExistsError(
+            f"Export directory {filepath!r} already exists; pass "
+            "overwrite=True to replace it, or choose another path."
+        )
+    if input_signature is None:
+        input_signature = input_spec(model)
+    if isinstance(input_signature, (list, tuple)):
+        (input_signature,) = input_signature
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, fn in endpoints.items():
+        archive.add_endpoint(
+            name,
+            lambda inputs, fn=fn: {"probabilities": tf.cast(fn(inputs), tf.float32)},
+            input_signature=[input_signature],
+        )
+    archive.write_out(filepath, verbose=bool(verbose))
+
+
+def input_spec(model):
+    """`tf.TensorSpec` of the model's input, from the shape it was built on."""
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    shape = next(iter(shapes.values()), None)
+    if shape is None:
+        raise ValueError(
+            "Build the model (call it on data, fit it, or model.build(shape)) "
+            "before exporting, or pass input_signature."
+        )
+    return tf.TensorSpec((None,) + tuple(shape)[1:], tf.float32, name="inputs")

@@ -1,0 +1,408 @@
+"""Keras layers for the parts of an Associated Learning block.
+
+A block i of an AL network has four parts (Kao & Chen, 2021):
+
+* ``f_i`` -- the *encoder* of the input, any Keras layer;
+* ``g_i`` -- the :class:`LabelEncoder`, which encodes the label side
+  ``t_{i-1}`` into ``t_i``;
+* ``b_i`` -- the :class:`Bridge`, which maps ``s_i = f_i(s_{i-1})`` into
+  t-space;
+* ``h_i`` -- the :class:`LabelDecoder`, which decodes ``t_i`` back to
+  ``t_{i-1}``.
+
+:class:`AssociatedBlock` owns the four parts of one block and builds them
+with the right shapes.  The training logic (stop-gradients, one tape per
+local loss) lives in :class:`al_keras.ALModel`.
+"""
+
+import keras
+
+_PACKAGE = "al_keras"
+ACTIVATIONS = ("sigmoid", "tanh", "elu", "relu")
+
+
+def check_activation(activation, allowed=ACTIVATIONS):
+    """Returns `activation` if it is in `allowed`, else raises ValueError."""
+    if activation not in allowed:
+        raise ValueError(
+            f"Unknown activation {activation!r}; expected one of {allowed}."
+        )
+    return activation
+
+
+def _check_positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{what}` must be a positive int, got {value!r}.")
+    return value
+
+
+class _LabelDense(keras.layers.Layer):
+    """A dense layer of the label side; base of LabelEncoder/LabelDecoder."""
+
+    allowed_activations = ACTIVATIONS
+
+    def __init__(
+        self,
+        units,
+        activation="sigmoid",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_positive_int(units, "units")
+        self.activation = check_activation(activation, self.allowed_activations)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.dense = keras.layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name="dense",
+        )
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=self.activation,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            kernel_regularizer=keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LabelEncoder(_LabelDense):
+    """The label encoder `g_i` of an AL block: `t_i = g_i(t_{i-1})`.
+
+    A dense layer with a bounded activation (sigmoid in the original code)
+    and He-normal initialisation, as in Kao & Chen's reference code.
+
+    Args:
+        units: int, width of `t_i`.
+        activation: one of `"sigmoid"` (default), `"tanh"`, `"elu"`, `"relu"`.
+        kernel_initializer: initializer of the kernel, default `"he_normal"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: float tensor `(batch, width of t_{i-1})`.
+
+    Example:
+
+    >>> g = LabelEncoder(16)
+    >>> g(np.eye(10, dtype="float32")).shape
+    TensorShape([10, 16])
+
+    Reference:
+        Kao & Chen, Associated Learning, Neural Computation 33(1), 2021.
+    """
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LabelDecoder(_LabelDense):
+    """The label decoder `h_i` of an AL block: `t_{i-1} ~ h_i(t_i)`.
+
+    `h_1` decodes to the classes.  With `activation="softmax"` (used by
+    `ALModel(output_loss="categorical_crossentropy")` for `h_1`) it outputs
+    class probabilities.
+
+    Args:
+        units: int, width of `t_{i-1}` (the number of classes for `h_1`).
+        activation: `"sigmoid"` (default), `"tanh"`, `"elu"`, `"relu"` or
+            `"softmax"`.
+        kernel_initializer: initializer of the kernel, default `"he_normal"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: float tensor `(batch, width of t_i)`.
+
+    Example:
+
+    >>> h = LabelDecoder(10)
+    >>> h(np.zeros((4, 16), "float32")).shape
+    TensorShape([4, 10])
+
+    Reference:
+        Kao & Chen, Associated Learning, Neural Computation 33(1), 2021.
+    """
+
+    allowed_activations = ACTIVATIONS + ("softmax",)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Bridge(keras.layers.Layer):
+    """The bridge `b_i` of an AL block, mapping `s_i` into t-space.
+
+    As in the original code: Flatten -> Dense(`hidden_multiplier * units`)
+    -> Dense(`units`), both with the same bounded activation.  With
+    `hidden_multiplier=0` the hidden layer is dropped (one Dense layer), a
+    light bridge.
+
+    Args:
+        units: int, width of `t_i`.
+        hidden_multiplier: float >= 0, width of the hidden layer as a multiple
+            of `units` (5 in the original code).
+        activation: `"sigmoid"` (default), `"tanh"`, `"elu"` or `"relu"`.
+        kernel_initializer: initializer of the kernels, default `"he_normal"`.
+        kernel_regularizer: optional regularizer of the kernels.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, ...)`, the block's encoding `s_i`; it is
+            flattened.
+
+    Example:
+
+    >>> b = Bridge(16)
+    >>> b(np.zeros((4, 7, 7, 32), "float32")).shape
+    TensorShape([4, 16])
+
+    Reference:
+        Kao & Chen, Associated Learning, Neural Computation 33(1), 2021.
+    """
+
+    def __init__(
+        self,
+        units,
+        hidden_multiplier=5,
+        activation="sigmoid",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_positive_int(units, "units")
+        if isinstance(hidden_multiplier, bool) or not (
+            isinstance(hidden_multiplier, (int, float)) and hidden_multiplier >= 0
+        ):
+            raise ValueError(
+                "`hidden_multiplier` must be a number >= 0, got "
+                f"{hidden_multiplier!r}."
+            )
+        self.hidden_multiplier = hidden_multiplier
+        self.activation = check_activation(activation)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        dense_kwargs = dict(
+            activation=activation,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+        )
+        self.flatten = keras.layers.Flatten(dtype=self.dtype_policy)
+        hidden_units = int(round(hidden_multiplier * units))
+        self.hidden = (
+            keras.layers.Dense(hidden_units, name="hidden", **dense_kwargs)
+            if hidden_units > 0
+            else None
+        )
+        self.output_dense = keras.layers.Dense(
+            units, name="output_dense", **dense_kwargs
+        )
+
+    def build(self, input_shape):
+        flat_shape = self.flatten.compute_output_shape(input_shape)
+        if flat_shape[-1] is None:
+            raise ValueError(
+                "Bridge needs a known feature size after flattening; got input "
+                f"shape {tuple(input_shape)}."
+            )
+        if self.hidden is not None:
+            self.hidden.build(flat_shape)
+            flat_shape = self.hidden.compute_output_shape(flat_shape)
+        self.output_dense.build(flat_shape)
+        self.built = True
+
+    def call(self, inputs):
+        x = self.flatten(inputs)
+        if self.hidden is not None:
+            x = self.hidden(x)
+        return self.output_dense(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            hidden_multiplier=self.hidden_multiplier,
+            activation=self.activation,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            kernel_regularizer=keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AssociatedBlock(keras.layers.Layer):
+    """One block of an Associated Learning network: its f, g, b and h.
+
+    The block owns an encoder `f` (any Keras layer, e.g. a
+    `keras.Sequential` of convolutions), and builds the label encoder `g`,
+    bridge `b` and label decoder `h` around it:
+
+    * `s_i = f(s_{i-1})`, the encoder of the input side;
+    * `t_i = g(t_{i-1})`, with `t_{i-1}` of width `target_units`;
+    * `b(s_i)` approximates `t_i` (width `label_units`);
+    * `h(t_i)` reconstructs `t_{i-1}` (width `target_units`).
+
+    Calling the block runs the encoder only: `block(s_{i-1}) == s_i`, so a
+    list of blocks reads like the backbone it wraps.  The other parts are
+    reached as attributes (`label_encoder`, `bridge`, `label_decoder`).
+
+    Args:
+        encoder: a Keras layer, `f_i`.
+        label_units: int, width `n` of `t_i`.
+        target_units: int, width of `t_{i-1}`: the number of classes for the
+            first block, the previous block's `label_units` otherwise.
+        activation: activation of g, h and b: `"sigmoid"` (default, as the
+            original code), `"tanh"`, `"elu"` or `"relu"`.
+        decoder_activation: activation of h, if it should differ from
+            `activation` (e.g. `"softmax"` for a cross-entropy `h_1`).
+        bridge_multiplier: hidden width of the bridge in units of
+            `label_units` (5, as the original; 0 drops the hidden layer).
+        kernel_initializer: initializer of g, h and b, default `"he_normal"`.
+        kernel_regularizer: optional regularizer of g, h and b.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: the block's input `s_{i-1}`.
+        training: bool, passed to the encoder.
+
+    Example:
+
+    >>> block = AssociatedBlock(keras.layers.Dense(32, "elu"), label_units=16,
+    ...                         target_units=10)
+    >>> block(np.zeros((4, 64), "float32")).shape
+    TensorShape([4, 32])
+
+    Reference:
+        Kao & Chen, Associated Learning: Decomposing End-to-end
+        Backpropagation based on Auto-encoders and Target Propagation,
+        Neural Computation 33(1), 2021.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        label_units,
+        target_units,
+        activation="sigmoid",
+        decoder_activation=None,
+        bridge_multiplier=5,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(encoder, dict):
+            encoder = keras.saving.deserialize_keras_object(encoder)
+        if not isinstance(encoder, keras.layers.Layer):
+            raise TypeError(
+                "`encoder` must be a Keras layer (or model), got "
+                f"{type(encoder).__name__}."
+            )
+        self.encoder = encoder
+        self.label_units = _check_positive_int(label_units, "label_units")
+        self.target_units = _check_positive_int(target_units, "target_units")
+        self.activation = check_activation(activation)
+        self.decoder_activation = decoder_activation
+        self.bridge_multiplier = bridge_multiplier
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        common = dict(
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+        )
+        self.label_encoder = LabelEncoder(
+            label_units, activation=activation, name="label_encoder", **common
+        )
+        self.bridge = Bridge(
+            label_units,
+            hidden_multiplier=bridge_multiplier,
+            activation=activation,
+            name="bridge",
+            **common,
+        )
+        self.label_decoder = LabelDecoder(
+            target_units,
+            activation=decoder_activation or activation,
+            name="label_decoder",
+            **common,
+        )
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        encoded = self.encoder.compute_output_spec(
+            keras.KerasTensor(input_shape, dtype=self.compute_dtype)
+        )
+        self.bridge.build(encoded.shape)
+        self.label_encoder.build((None, self.target_units))
+        self.label_decoder.build((None, self.label_units))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.encoder(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.encoder.compute_output_spec(
+            keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype)
+        ).shape
+
+    @property
+    def input_side_variables(self):
+        """Trainable variables of f and b: trained by the associated loss."""
+        return self.encoder.trainable_variables + self.bridge.trainable_variables
+
+    @property
+    def label_side_variables(self):
+        """Trainable variables of g and h: trained by the auto-encoder loss."""
+        return (
+            self.label_encoder.trainable_variables
+            + self.label_decoder.trainable_variables
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            encoder=keras.saving.serialize_keras_object(self.encoder),
+            label_units=self.label_units,
+            target_units=self.target_units,
+            activation=self.activation,
+            decoder_activation=self.decoder_activation,
+            bridge_multiplier=self.bridge_multiplier,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            kernel_regularizer=keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+        )
+        return config
