@@ -147,7 +147,7 @@ class ALModel(keras.Model):
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._active_exit = None
-        self._exit_functions = {}
+        self._exit_functions = _FunctionCache()
 
     # ------------------------------------------------------------------ build
     @property
@@ -184,7 +184,7 @@ class ALModel(keras.Model):
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.assoc_optimizers = []
         self.ae_optimizers = []
-        self._exit_functions = {}
+        self._exit_functions = _FunctionCache()
         if self.built:
             self._build_optimizers()
 
@@ -197,6 +197,10 @@ class ALModel(keras.Model):
         Built eagerly (not lazily in the first step) so that `.keras` reloads
         restore their state and distribution strategies see their variables.
         """
+        with tf.init_scope():  # Eagerly, also when built in a traced step.
+            self._build_optimizers_now()
+
+    def _build_optimizers_now(self):
         template = self.optimizer
         if not template.built:
             template.build([])  # It only carries the learning rate and step.
@@ -243,8 +247,12 @@ class ALModel(keras.Model):
 
     # ----------------------------------------------------------- local parts
     def _label_side(self, index, t_prev, sample_weight, training):
-        """Runs g_i, h_i; returns t_i and the weighted auto-encoder loss."""
+        """Runs g_i, h_i; returns t_i and the weighted auto-encoder loss.
+
+        No gradient reaches `t_prev` (that is block i-1's business).
+        """
         block = self.blocks[index]
+        t_prev = tf.stop_gradient(t_prev)
         t = block.label_encoder(t_prev, training=training)
         reconstruction = block.label_decoder(t, training=training)
         target = tf.cast(t_prev, "float32")
@@ -260,9 +268,12 @@ class ALModel(keras.Model):
         return t, loss * self.loss_weights[index]
 
     def _input_side(self, index, s_prev, t, sample_weight, training):
-        """Runs f_i, b_i; returns s_i, b_i(s_i) and the associated loss."""
+        """Runs f_i, b_i; returns s_i, b_i(s_i) and the associated loss.
+
+        No gradient reaches `s_prev` nor the target `t` (g_i's output).
+        """
         block = self.blocks[index]
-        s = block.encoder(s_prev, training=training)
+        s = block.encoder(tf.stop_gradient(s_prev), training=training)
         prediction = block.bridge(s, training=training)
         per_example = keras.losses.mean_squared_error(
             tf.cast(tf.stop_gradient(t), "float32"),
@@ -310,6 +321,10 @@ class ALModel(keras.Model):
     # -------------------------------------------------------------- training
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not self.built:
+            # Keras (without a distribution strategy) builds a model on its
+            # first traced step; the block optimizers are built with it.
+            self.build(x.shape)
         self._follow_learning_rate()
         t_prev = labels_lib.to_one_hot(y, self.num_classes)
 
@@ -320,9 +335,8 @@ class ALModel(keras.Model):
         for index, (block, optimizer) in enumerate(
             zip(self.blocks, self.ae_optimizers)
         ):
-            t_in = tf.stop_gradient(t_prev)
             with tf.GradientTape() as tape:
-                t, loss = self._label_side(index, t_in, sample_weight, True)
+                t, loss = self._label_side(index, t_prev, sample_weight, True)
                 scaled = optimizer.scale_loss(loss)
             variables = block.label_side_variables
             grads = tape.gradient(scaled, variables)
@@ -338,10 +352,9 @@ class ALModel(keras.Model):
         for index, (block, optimizer) in enumerate(
             zip(self.blocks, self.assoc_optimizers)
         ):
-            s_in = tf.stop_gradient(s)
             with tf.GradientTape() as tape:
                 s, prediction, loss = self._input_side(
-                    index, s_in, targets[index], sample_weight, True
+                    index, s, targets[index], sample_weight, True
                 )
                 scaled = optimizer.scale_loss(loss)
             variables = block.input_side_variables
@@ -366,26 +379,47 @@ class ALModel(keras.Model):
         base = self.optimizer.learning_rate
         if not isinstance(base, keras.Variable):
             return
+        # A tensor, not the variable: an optimizer given a (callable) variable
+        # would adopt it as its own.
+        base = tf.convert_to_tensor(base)
         for optimizer in self.assoc_optimizers:
             optimizer.learning_rate = base
         for optimizer in self.ae_optimizers:
             optimizer.learning_rate = base * self.ae_lr_multiplier
 
+    def local_losses(self, x, y, sample_weight=None, training=False):
+        """Every block's local losses on one batch, computed as `fit` does.
+
+        Args:
+            x: input batch.
+            y: labels (class ids or one-hot).
+            sample_weight: optional per-example weights.
+            training: bool, passed to the layers.
+
+        Returns:
+            `(assoc_losses, ae_losses, predictions)`: lists with one entry per
+            block: the weighted associated and auto-encoder losses (scalars,
+            float32) and the bridge outputs `b_i(s_i)`.
+        """
+        t, s = labels_lib.to_one_hot(y, self.num_classes), x
+        assoc_losses, ae_losses, predictions = [], [], []
+        for index in range(self.num_blocks):
+            t, ae_loss = self._label_side(index, t, sample_weight, training)
+            s, prediction, assoc_loss = self._input_side(
+                index, s, t, sample_weight, training
+            )
+            assoc_losses.append(assoc_loss)
+            ae_losses.append(ae_loss)
+            predictions.append(prediction)
+        return assoc_losses, ae_losses, predictions
+
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         exit = self._check_exit(self._active_exit)
-        t, s = labels_lib.to_one_hot(y, self.num_classes), x
-        assoc_losses, ae_losses = [], []
-        for index in range(self.num_blocks):
-            t, ae_loss = self._label_side(index, t, sample_weight, False)
-            s, prediction, assoc_loss = self._input_side(
-                index, s, t, sample_weight, False
-            )
-            if index + 1 == exit:
-                exit_prediction = prediction
-            ae_losses.append(ae_loss)
-            assoc_losses.append(assoc_loss)
-        y_pred = self._decode(exit_prediction, exit)
+        assoc_losses, ae_losses, predictions = self.local_losses(
+            x, y, sample_weight, training=False
+        )
+        y_pred = self._decode(predictions[exit - 1], exit)
         self._record_losses(assoc_losses, ae_losses)
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
@@ -403,12 +437,12 @@ class ALModel(keras.Model):
             return
         key = (function_attr, exit)
         saved = getattr(self, function_attr)
-        setattr(self, function_attr, self._exit_functions.get(key))
+        setattr(self, function_attr, self._exit_functions.functions.get(key))
         self._active_exit = exit
         try:
             yield
         finally:
-            self._exit_functions[key] = getattr(self, function_attr)
+            self._exit_functions.functions[key] = getattr(self, function_attr)
             setattr(self, function_attr, saved)
             self._active_exit = None
 
@@ -473,6 +507,13 @@ class ALModel(keras.Model):
             for b in config["blocks"]
         ]
         return cls(**config)
+
+
+class _FunctionCache:
+    """Compiled predict/test functions per exit; opaque to Keras tracking."""
+
+    def __init__(self):
+        self.functions = {}
 
 
 def _check_blocks(blocks, num_classes):

@@ -36,11 +36,16 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
     archive.track(model)
     for name, fn in endpoints.items():
         archive.add_endpoint(
-            name,
-            lambda inputs, fn=fn: {"probabilities": tf.cast(fn(inputs), tf.float32)},
-            input_signature=[input_signature],
+            name, _named_output(fn), input_signature=[input_signature]
         )
     archive.write_out(filepath, verbose=bool(verbose))
+
+
+def _named_output(fn):
+    def serve(inputs):
+        return {"probabilities": tf.cast(fn(inputs), tf.float32)}
+
+    return serve
 
 
 def input_spec(model):

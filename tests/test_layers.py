@@ -1,0 +1,107 @@
+"""The AL layers through the shared layer-test helper, plus their contracts."""
+
+import keras
+import numpy as np
+import pytest
+
+from al_keras import layers
+from layer_test_helper import run_layer_test
+
+VECTORS = np.random.default_rng(0).random((4, 12)).astype("float32")
+IMAGES = np.random.default_rng(0).random((4, 6, 6, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "elu", "relu"])
+def test_label_encoder(activation):
+    layer = run_layer_test(
+        layers.LabelEncoder, {"units": 5, "activation": activation},
+        VECTORS, (4, 5), expected_num_trainable_weights=2,
+    )
+    assert layer.dense.kernel.shape == (12, 5)
+
+
+def test_label_encoder_default_is_the_original_sigmoid():
+    out = layers.LabelEncoder(5)(VECTORS).numpy()
+    assert (out > 0).all() and (out < 1).all()
+
+
+def test_label_decoder_softmax_rows_sum_to_one():
+    layer = run_layer_test(
+        layers.LabelDecoder, {"units": 3, "activation": "softmax"},
+        VECTORS, (4, 3), expected_num_trainable_weights=2,
+    )
+    np.testing.assert_allclose(layer(VECTORS).numpy().sum(-1), 1.0, rtol=1e-5)
+
+
+def test_bridge_original_shape_flattens_then_5n_then_n():
+    layer = run_layer_test(
+        layers.Bridge, {"units": 4}, IMAGES, (4, 4),
+        expected_num_trainable_weights=4,
+    )
+    assert layer.hidden.kernel.shape == (6 * 6 * 3, 20)
+    assert layer.output_dense.kernel.shape == (20, 4)
+
+
+def test_bridge_without_hidden_layer():
+    layer = run_layer_test(
+        layers.Bridge, {"units": 4, "hidden_multiplier": 0}, VECTORS, (4, 4),
+        expected_num_trainable_weights=2,
+    )
+    assert layer.hidden is None
+
+
+def _dense_block_kwargs():
+    return {
+        "encoder": keras.layers.Dense(7, activation="elu"),
+        "label_units": 5,
+        "target_units": 3,
+        "bridge_multiplier": 2,
+    }
+
+
+def test_associated_block_dense():
+    block = run_layer_test(
+        layers.AssociatedBlock, None, VECTORS, (4, 7),
+        expected_num_trainable_weights=2 + 2 + 4 + 2,  # f, g, b, h
+        make_init_kwargs=_dense_block_kwargs,
+    )
+    assert block.label_encoder.dense.kernel.shape == (3, 5)
+    assert block.bridge.hidden.kernel.shape == (7, 10)
+    assert block.label_decoder.dense.kernel.shape == (5, 3)
+    assert len(block.input_side_variables) == 6
+    assert len(block.label_side_variables) == 4
+
+
+def _conv_block_kwargs():
+    return {
+        "encoder": keras.Sequential([
+            keras.layers.Conv2D(2, 3, padding="same", activation="elu"),
+            keras.layers.BatchNormalization(),
+        ]),
+        "label_units": 4,
+        "target_units": 10,
+    }
+
+
+def test_associated_block_with_a_sequential_encoder():
+    block = run_layer_test(
+        layers.AssociatedBlock, None, IMAGES, (4, 6, 6, 2),
+        expected_num_trainable_weights=2 + 2 + 2 + 4 + 2,  # conv, bn, g, b, h
+        expected_num_non_trainable_weights=2,  # bn moving stats
+        make_init_kwargs=_conv_block_kwargs,
+    )
+    assert block.bridge.hidden.kernel.shape == (6 * 6 * 2, 20)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: layers.LabelEncoder(0), "units"),
+        (lambda: layers.LabelEncoder(3, activation="softmax"), "activation"),
+        (lambda: layers.Bridge(3, hidden_multiplier=-1), "hidden_multiplier"),
+        (lambda: layers.AssociatedBlock("dense", 3, 3), "encoder"),
+    ],
+)
+def test_bad_arguments_are_named(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()

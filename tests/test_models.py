@@ -1,0 +1,76 @@
+"""The model zoo: shapes of the original networks and their BP twins."""
+
+import keras
+import numpy as np
+import pytest
+
+import al_keras
+
+
+def _count(variables):
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+def test_mlp_is_the_original_mnist_mlp():
+    model = al_keras.models.get("mlp", input_shape=(28, 28, 1), num_classes=10)
+    assert isinstance(model, al_keras.ALModel) and model.num_blocks == 2
+    first, second = model.blocks
+    assert first.encoder.layers[-1].kernel.shape == (784, 1024)
+    assert second.encoder.layers[-1].kernel.shape == (1024, 1024)
+    assert first.encoder.layers[-1].activation.__name__ == "elu"
+    # Bridges: Flatten -> Dense(5n) -> Dense(n), sigmoid; g, h sigmoid.
+    assert first.bridge.hidden.kernel.shape == (1024, 5120)
+    assert first.bridge.output_dense.kernel.shape == (5120, 1024)
+    assert first.label_encoder.dense.kernel.shape == (10, 1024)
+    assert first.label_decoder.dense.kernel.shape == (1024, 10)
+    assert second.label_decoder.dense.kernel.shape == (1024, 1024)
+    assert {b.activation for b in model.blocks} == {"sigmoid"}
+
+
+def test_cnn_is_the_original_cnn():
+    model = al_keras.models.get("cnn", input_shape=(28, 28, 1), num_classes=10)
+    assert model.num_blocks == 4
+    shape = (1, 28, 28, 1)
+    out_shapes = []
+    for block in model.blocks:
+        convs = [l for l in block.encoder.layers if isinstance(l, keras.layers.Conv2D)]
+        assert len(convs) == 2 and all(c.kernel_size == (3, 3) for c in convs)
+        shape = block.compute_output_shape(shape)
+        out_shapes.append(tuple(shape))
+    assert out_shapes == [(1, 28, 28, 32), (1, 14, 14, 32), (1, 14, 14, 64), (1, 7, 7, 64)]
+    assert model.blocks[3].bridge.hidden.kernel.shape == (7 * 7 * 64, 5 * 256)
+
+
+@pytest.mark.parametrize("name, shape, options", [
+    ("mlp", (64,), {"hidden_units": 32, "label_units": 16, "num_blocks": 3}),
+    ("cnn", (8, 8), {"filters": (4, 4, 8, 8), "label_units": 8}),
+])
+def test_bp_twin_has_the_al_inference_path_parameters(name, shape, options):
+    al = al_keras.models.get(name, input_shape=shape, num_classes=10, **options)
+    bp = al_keras.models.get(name, input_shape=shape, num_classes=10,
+                             method="bp", **options)
+    assert isinstance(bp, al_keras.BPModel)
+    inference = [v for b in al.blocks for v in b.encoder.weights]
+    inference += al.blocks[-1].bridge.weights
+    inference += [v for b in al.blocks for v in b.label_decoder.weights]
+    assert _count(bp.weights) == _count(inference)
+    twin = al_keras.bp_twin(al)
+    assert _count(twin.weights) == _count(bp.weights)
+    x = np.zeros((2,) + shape, "float32")
+    assert twin.predict(x, verbose=0).shape == (2, 10)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: al_keras.models.get("vgg99", input_shape=(8,), num_classes=3), "Unknown model 'vgg99'"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="dfa"), "Unknown method 'dfa'"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, widht=3), r"Unknown option\(s\) \['widht'\]"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="bp", output_loss="mse"), "output_loss"),
+    (lambda: al_keras.models.get("cnn", input_shape=(64,), num_classes=3), "image inputs"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, num_blocks=0), "num_blocks"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=1), "num_classes"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, activation="gelu"), "activation"),
+    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, loss_weights=[1.0]), "loss_weights"),
+])
+def test_bad_builder_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
