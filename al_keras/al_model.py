@@ -517,10 +517,7 @@ class _FunctionCache:
 
 
 def _check_blocks(blocks, num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-        num_classes < 2
-    ):
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+    labels_lib.check_num_classes(num_classes)
     if not blocks:
         raise ValueError("An ALModel needs at least one block (num_blocks >= 1).")
     for i, block in enumerate(blocks, start=1):

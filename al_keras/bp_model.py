@@ -3,7 +3,7 @@
 import keras
 
 from al_keras import export as export_lib
-from al_keras.labels import ClassificationCrossentropy
+from al_keras.labels import ClassificationCrossentropy, check_num_classes
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
@@ -66,10 +66,7 @@ class BPModel(keras.Model):
         ]
         if not encoders:
             raise ValueError("A BPModel needs at least one encoder.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-            num_classes < 2
-        ):
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+        check_num_classes(num_classes)
         if isinstance(label_units, int):
             label_units = [label_units] * len(encoders)
         label_units = list(label_units)

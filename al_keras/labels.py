@@ -4,6 +4,15 @@ import keras
 import tensorflow as tf
 
 
+def check_num_classes(num_classes):
+    """Returns `num_classes` if it is an int >= 2, else raises ValueError."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
+        num_classes < 2
+    ):
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+    return num_classes
+
+
 def is_one_hot(y, num_classes):
     """True when `y` is (batch, num_classes) one-hot/probabilities, else ids.
 

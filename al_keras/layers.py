@@ -46,6 +46,7 @@ class _LabelDense(keras.layers.Layer):
         units,
         activation="sigmoid",
         kernel_initializer="he_normal",
+        bias_initializer="zeros",
         kernel_regularizer=None,
         **kwargs,
     ):
@@ -53,11 +54,13 @@ class _LabelDense(keras.layers.Layer):
         self.units = _check_positive_int(units, "units")
         self.activation = check_activation(activation, self.allowed_activations)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.dense = keras.layers.Dense(
             units,
             activation=activation,
             kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             dtype=self.dtype_policy,
             name="dense",
@@ -81,6 +84,7 @@ class _LabelDense(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(
                 self.kernel_initializer
             ),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
             kernel_regularizer=keras.regularizers.serialize(
                 self.kernel_regularizer
             ),
@@ -99,6 +103,7 @@ class LabelEncoder(_LabelDense):
         units: int, width of `t_i`.
         activation: one of `"sigmoid"` (default), `"tanh"`, `"elu"`, `"relu"`.
         kernel_initializer: initializer of the kernel, default `"he_normal"`.
+        bias_initializer: initializer of the bias, default `"zeros"`.
         kernel_regularizer: optional regularizer of the kernel.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
@@ -129,6 +134,10 @@ class LabelDecoder(_LabelDense):
         activation: `"sigmoid"` (default), `"tanh"`, `"elu"`, `"relu"` or
             `"softmax"`.
         kernel_initializer: initializer of the kernel, default `"he_normal"`.
+        bias_initializer: initializer of the bias, default `"zeros"`.
+            `al_keras.associate` starts a sigmoid `h_1` trained with MSE at
+            the class prior, `sigmoid(b) = 1 / num_classes`: see
+            `AssociatedBlock`.
         kernel_regularizer: optional regularizer of the kernel.
         **kwargs: base layer keyword arguments.
 
@@ -287,6 +296,13 @@ class AssociatedBlock(keras.layers.Layer):
             `label_units` (5, as the original; 0 drops the hidden layer).
         kernel_initializer: initializer of g, h and b, default `"he_normal"`.
         kernel_regularizer: optional regularizer of g, h and b.
+        decoder_bias_initializer: initializer of h's bias (default zeros).
+            `al_keras.associate` gives a sigmoid `h_1` trained with MSE the
+            bias `-log(num_classes - 1)`, so that it starts at the class
+            prior: from zero bias, Adam's first steps push every output far
+            into the flat tail of the sigmoid (MSE against one-hot targets
+            first drives all outputs towards 0), and an output unit can stay
+            there for many epochs, its class never predicted.
         **kwargs: base layer keyword arguments.
 
     Call arguments:
@@ -316,6 +332,7 @@ class AssociatedBlock(keras.layers.Layer):
         bridge_multiplier=5,
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        decoder_bias_initializer="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -331,6 +348,9 @@ class AssociatedBlock(keras.layers.Layer):
         self.target_units = _check_positive_int(target_units, "target_units")
         self.activation = check_activation(activation)
         self.decoder_activation = decoder_activation
+        self.decoder_bias_initializer = keras.initializers.get(
+            decoder_bias_initializer
+        )
         self.bridge_multiplier = bridge_multiplier
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -352,6 +372,7 @@ class AssociatedBlock(keras.layers.Layer):
         self.label_decoder = LabelDecoder(
             target_units,
             activation=decoder_activation or activation,
+            bias_initializer=self.decoder_bias_initializer,
             name="label_decoder",
             **common,
         )
@@ -403,6 +424,9 @@ class AssociatedBlock(keras.layers.Layer):
             ),
             kernel_regularizer=keras.regularizers.serialize(
                 self.kernel_regularizer
+            ),
+            decoder_bias_initializer=keras.initializers.serialize(
+                self.decoder_bias_initializer
             ),
         )
         return config

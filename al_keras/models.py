@@ -10,10 +10,13 @@ returns a built, compile-ready model.  Backbones:
   label width `label_units` (256).
 """
 
+import math
+
 import keras
 
 from al_keras.al_model import ALModel
 from al_keras.bp_model import BPModel
+from al_keras.labels import check_num_classes
 from al_keras.layers import AssociatedBlock
 
 METHODS = ("al", "bp")
@@ -137,6 +140,7 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     >>> model = al_keras.associate([enc1, enc2, enc3], num_classes=10,
     ...                            label_units=256)       # doctest: +SKIP
     """
+    check_num_classes(num_classes)
     encoders = list(encoders)
     if isinstance(label_units, int):
         label_units = [label_units] * len(encoders)
@@ -160,6 +164,11 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
                 ),
                 bridge_multiplier=bridge_multiplier,
                 kernel_regularizer=kernel_regularizer,
+                decoder_bias_initializer=(
+                    keras.initializers.Constant(-math.log(num_classes - 1))
+                    if i == 0 and output_loss == "mse" and activation == "sigmoid"
+                    else "zeros"
+                ),
                 name=f"block_{i + 1}",
             )
         )

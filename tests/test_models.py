@@ -74,3 +74,16 @@ def test_bp_twin_has_the_al_inference_path_parameters(name, shape, options):
 def test_bad_builder_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, -np.log(9.0)),  # sigmoid h_1 with MSE starts at the class prior
+    ({"activation": "tanh"}, 0.0),
+    ({"output_loss": "categorical_crossentropy"}, 0.0),
+])
+def test_first_decoder_bias_starts_at_the_class_prior(options, expected):
+    model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
+                                hidden_units=8, label_units=4, **options)
+    np.testing.assert_allclose(
+        model.blocks[0].label_decoder.dense.bias.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(model.blocks[1].label_decoder.dense.bias.numpy(), 0.0)
