@@ -17,6 +17,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "/tmp/al_keras_quickstart", "Where models and results go."
@@ -43,6 +44,8 @@ def run(workdir, epochs=15, seed=0, verbose=0):
             hidden_units=256, label_units=128,
         )
         model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+        if verbose:
+            print(f"== {method.upper()} ({model.name}) ==")
         start = time.perf_counter()
         model.fit(x, y, batch_size=32, epochs=epochs, verbose=verbose)
         seconds = time.perf_counter() - start
@@ -88,6 +91,7 @@ def format_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here.
     results = run(_WORKDIR.value, epochs=_EPOCHS.value, seed=_SEED.value, verbose=2)
     print(format_table(results))
     print(f"Models, exports and results.json are in {_WORKDIR.value}")
