@@ -34,7 +34,7 @@ setuptools.setup(
         "scikit-learn",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist"],
+        "test": ["pytest>=7"],
     },
     license="Apache-2.0",
     classifiers=[
