@@ -7,9 +7,11 @@ Auto-encoders and Target Propagation", Neural Computation 33(1), 2021).
 
 __version__ = "0.1.0"
 
+from al_keras import backbones
 from al_keras import data
 from al_keras import models
 from al_keras.al_model import ALModel
+from al_keras.backbones import ResidualUnit
 from al_keras.bp_model import BPModel
 from al_keras.labels import ClassificationCrossentropy
 from al_keras.layers import AssociatedBlock, Bridge, LabelDecoder, LabelEncoder
@@ -24,8 +26,10 @@ __all__ = [
     "ClassificationCrossentropy",
     "LabelDecoder",
     "LabelEncoder",
+    "ResidualUnit",
     "ScaledSchedule",
     "associate",
+    "backbones",
     "bp_twin",
     "data",
     "models",

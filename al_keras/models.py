@@ -1,13 +1,20 @@
 """Model zoo: the original paper's networks as AL models and BP twins.
 
 `get(name, input_shape=..., num_classes=..., method="al" | "bp", **options)`
-returns a built, compile-ready model.  Backbones:
+returns a built, compile-ready model.  Backbones (`al_keras.backbones`):
 
 * `"mlp"` -- the original MNIST MLP: `num_blocks` (2) blocks of
   Dense(`hidden_units`=1024, ELU); label width `label_units` (1024).
 * `"cnn"` -- the original CNN: 4 blocks of two 3x3 convolutions with
   `filters` = (32, 32, 64, 64), stride 2 at the end of blocks 2 and 4, ELU;
-  label width `label_units` (256).
+  label width 256.
+* `"vgg"` -- the CIFAR VGG in 4 blocks: [c128, c256, pool], [c256, c512,
+  pool], [c512, pool, c512, pool], [Dense 1024, Dense 1024]; label width 300.
+* `"resnet20"`, `"resnet32"` -- the CIFAR ResNets in 4 blocks: stem, then
+  stages of 3 (or 5) residual units of 16, 32, 64 channels; label width 300.
+
+The original code's L2 factors (VGG 1e-5, ResNets 1e-4) are training
+settings: pass `kernel_regularizer=` (the configs do).
 """
 
 import math
@@ -15,6 +22,7 @@ import math
 import keras
 
 from al_keras.al_model import ALModel
+from al_keras.backbones import BACKBONES
 from al_keras.bp_model import BPModel
 from al_keras.labels import check_num_classes
 from al_keras.layers import AssociatedBlock
@@ -37,75 +45,9 @@ _BP_OPTIONS = {
 }
 
 
-def _dense(units, activation, regularizer, **kwargs):
-    return keras.layers.Dense(
-        units,
-        activation=activation,
-        kernel_initializer="he_normal",
-        kernel_regularizer=keras.regularizers.get(regularizer),
-        **kwargs,
-    )
-
-
-def mlp_encoders(input_shape, hidden_units=1024, num_blocks=2,
-                 encoder_activation="elu", kernel_regularizer=None):
-    """The MLP backbone: `num_blocks` Dense layers (the first flattens)."""
-    if num_blocks < 1:
-        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}.")
-    encoders = []
-    for i in range(1, num_blocks + 1):
-        layers = [keras.layers.Flatten()] if i == 1 and len(input_shape) > 1 else []
-        layers.append(_dense(hidden_units, encoder_activation, kernel_regularizer))
-        encoders.append(keras.Sequential(layers, name=f"f_{i}"))
-    return encoders
-
-
-def cnn_encoders(input_shape, filters=(32, 32, 64, 64), encoder_activation="elu",
-                 kernel_regularizer=None):
-    """The CNN backbone: per block two 3x3 convolutions, `filters[i]` wide.
-
-    Blocks 2 and 4 (every second block) end with stride 2.  A 2-D input
-    shape (H, W) gets a channel axis.
-    """
-    if len(input_shape) not in (2, 3):
-        raise ValueError(
-            "The cnn model needs image inputs (H, W) or (H, W, C); got input "
-            f"shape {tuple(input_shape)}."
-        )
-    if not filters:
-        raise ValueError("filters must name at least one block's width.")
-    encoders = []
-    for i, width in enumerate(filters, start=1):
-        layers = []
-        if i == 1 and len(input_shape) == 2:
-            layers.append(keras.layers.Reshape(tuple(input_shape) + (1,)))
-        for j in range(2):
-            layers.append(
-                keras.layers.Conv2D(
-                    width,
-                    3,
-                    strides=2 if (j == 1 and i % 2 == 0) else 1,
-                    padding="same",
-                    activation=encoder_activation,
-                    kernel_initializer="he_normal",
-                    kernel_regularizer=keras.regularizers.get(kernel_regularizer),
-                )
-            )
-        encoders.append(keras.Sequential(layers, name=f"f_{i}"))
-    return encoders
-
-
-_BACKBONES = {
-    "mlp": (mlp_encoders, {"hidden_units": 1024, "num_blocks": 2,
-                           "encoder_activation": "elu"}, 1024),
-    "cnn": (cnn_encoders, {"filters": (32, 32, 64, 64),
-                           "encoder_activation": "elu"}, 256),
-}
-
-
 def names():
     """Names accepted by `get`."""
-    return tuple(_BACKBONES)
+    return tuple(BACKBONES)
 
 
 def associate(encoders, num_classes, label_units=256, activation="sigmoid",
@@ -189,12 +131,15 @@ def get(name, *, input_shape, num_classes, method="al", **options):
     """Returns a built, compile-ready zoo model.
 
     Args:
-        name: `"mlp"` or `"cnn"`.
+        name: one of `names()`: `"mlp"`, `"cnn"`, `"vgg"`, `"resnet20"`,
+            `"resnet32"`.
         input_shape: shape of one example, e.g. `(28, 28, 1)`.
         num_classes: int >= 2.
         method: `"al"` (an `ALModel`) or `"bp"` (its `BPModel` twin).
         **options: the backbone's (`mlp`: `hidden_units`, `num_blocks`,
-            `encoder_activation`; `cnn`: `filters`, `encoder_activation`),
+            `encoder_activation`; `cnn`: `filters`, `encoder_activation`;
+            `vgg`: `encoder_activation`, `dense_units`; `resnet20/32`:
+            `depth`, `encoder_activation`),
             `label_units`, and the method's (`al`: `activation`,
             `bridge_multiplier`, `output_loss`, `loss_weights`,
             `ae_lr_multiplier`, `kernel_regularizer` as an L2 factor or
@@ -206,11 +151,11 @@ def get(name, *, input_shape, num_classes, method="al", **options):
     >>> model = al_keras.models.get("cnn", input_shape=(28, 28, 1),
     ...                             num_classes=10, method="al")
     """
-    if name not in _BACKBONES:
+    if name not in BACKBONES:
         raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    make_encoders, backbone_defaults, default_label_units = _BACKBONES[name]
+    make_encoders, backbone_defaults, default_label_units = BACKBONES[name]
     method_defaults = _AL_OPTIONS if method == "al" else _BP_OPTIONS
     allowed = {**backbone_defaults, **method_defaults,
                "label_units": default_label_units}

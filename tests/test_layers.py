@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import al_keras
 from al_keras import layers
 from layer_test_helper import run_layer_test
 
@@ -105,3 +106,16 @@ def test_associated_block_with_a_sequential_encoder():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+@pytest.mark.parametrize("filters, strides, expected_shape, weights", [
+    (3, 1, (4, 6, 6, 3), 2 * 3),        # identity shortcut: 2 x (conv, bn)
+    (5, 2, (4, 3, 3, 5), 2 * 3 + 2),    # projection shortcut adds a 1x1 conv
+])
+def test_residual_unit(filters, strides, expected_shape, weights):
+    unit = run_layer_test(
+        al_keras.ResidualUnit, {"filters": filters, "strides": strides},
+        IMAGES, expected_shape, expected_num_trainable_weights=weights,
+        expected_num_non_trainable_weights=4,  # two batch norms' moving stats
+    )
+    assert (unit.projection is None) == (filters == 3 and strides == 1)

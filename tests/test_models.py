@@ -41,9 +41,44 @@ def test_cnn_is_the_original_cnn():
     assert model.blocks[3].bridge.hidden.kernel.shape == (7 * 7 * 64, 5 * 256)
 
 
+def _block_output_shapes(model, input_shape):
+    shape, shapes = (1,) + tuple(input_shape), []
+    for block in model.blocks:
+        shape = tuple(block.compute_output_shape(shape))
+        shapes.append(shape[1:])
+    return shapes
+
+
+def test_vgg_is_the_original_split():
+    model = al_keras.models.get("vgg", input_shape=(32, 32, 3), num_classes=10,
+                                bridge_multiplier=0)  # small bridges: a fast test
+    assert model.num_blocks == 4
+    assert _block_output_shapes(model, (32, 32, 3)) == [
+        (16, 16, 256), (8, 8, 512), (2, 2, 512), (1024,)]
+    convs = [[l.filters for l in b.encoder.layers if isinstance(l, keras.layers.Conv2D)]
+             for b in model.blocks]
+    assert convs == [[128, 256], [256, 512], [512, 512], []]
+    assert {b.label_units for b in model.blocks} == {300}
+
+
+@pytest.mark.parametrize("name, units", [("resnet20", 3), ("resnet32", 5)])
+def test_resnets_are_the_original_split(name, units):
+    model = al_keras.models.get(name, input_shape=(32, 32, 3), num_classes=10,
+                                bridge_multiplier=0)
+    assert model.num_blocks == 4
+    assert _block_output_shapes(model, (32, 32, 3)) == [
+        (32, 32, 16), (32, 32, 16), (16, 16, 32), (8, 8, 64)]
+    stages = [b.encoder.layers for b in model.blocks[1:]]
+    assert [len(s) for s in stages] == [units] * 3
+    assert all(isinstance(u, al_keras.ResidualUnit) for s in stages for u in s)
+    assert [s[0].projection is not None for s in stages] == [False, True, True]
+
+
 @pytest.mark.parametrize("name, shape, options", [
     ("mlp", (64,), {"hidden_units": 32, "label_units": 16, "num_blocks": 3}),
     ("cnn", (8, 8), {"filters": (4, 4, 8, 8), "label_units": 8}),
+    ("vgg", (16, 16, 3), {"label_units": 8, "dense_units": 16}),
+    ("resnet20", (8, 8, 3), {"label_units": 8}),
 ])
 def test_bp_twin_has_the_al_inference_path_parameters(name, shape, options):
     al = al_keras.models.get(name, input_shape=shape, num_classes=10, **options)
@@ -66,6 +101,8 @@ def test_bp_twin_has_the_al_inference_path_parameters(name, shape, options):
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, widht=3), r"Unknown option\(s\) \['widht'\]"),
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="bp", output_loss="mse"), "output_loss"),
     (lambda: al_keras.models.get("cnn", input_shape=(64,), num_classes=3), "image inputs"),
+    (lambda: al_keras.models.get("vgg", input_shape=(8, 8, 3), num_classes=3), "at least 16x16"),
+    (lambda: al_keras.models.get("resnet20", input_shape=(8, 8, 3), num_classes=3, depth=21), "6k \\+ 2"),
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, num_blocks=0), "num_blocks"),
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=1), "num_classes"),
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, activation="gelu"), "activation"),

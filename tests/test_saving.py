@@ -98,3 +98,27 @@ def test_custom_encoders_round_trip(tmp_path):
     unregistered.save(tmp_path / "u.keras")
     with pytest.raises(TypeError, match="Scale"):
         keras.models.load_model(tmp_path / "u.keras")
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg"])
+def test_batchnorm_backbones_round_trip(name, digits, tmp_path):
+    (x, y), (x_test, _) = digits
+    size = 16 if name == "vgg" else 8
+    images = lambda a: np.kron(a.reshape(-1, 8, 8, 1), np.ones((1, size // 8, size // 8, 1)))
+    options = {"label_units": 8, "bridge_multiplier": 0}
+    if name == "vgg":
+        options["dense_units"] = 16
+    model = al_keras.models.get(name, input_shape=(size, size, 1), num_classes=10,
+                                **options)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    moving_before = [v.numpy().copy() for v in model.non_trainable_weights]
+    model.fit(images(x[:64]), y[:64], batch_size=32, epochs=1, verbose=0)
+    # Training updated the batch-norm statistics (training=True in the step).
+    assert any(not np.array_equal(a, v.numpy())
+               for a, v in zip(moving_before, model.non_trainable_weights))
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    for exit in range(1, 5):
+        np.testing.assert_allclose(
+            reloaded.predict(images(x_test[:16]), exit=exit, verbose=0),
+            model.predict(images(x_test[:16]), exit=exit, verbose=0), atol=1e-6)
