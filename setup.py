@@ -32,6 +32,8 @@ setuptools.setup(
         "ml-collections",
         "numpy",
         "scikit-learn",
+        "matplotlib",
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest>=7"],

@@ -127,6 +127,32 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     return model
 
 
+def check_options(name, method, options):
+    """Checks a model name, method and options without building anything.
+
+    Returns:
+        The options merged over their defaults.
+
+    Raises:
+        ValueError naming an unknown model, method or option.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    _, backbone_defaults, default_label_units = BACKBONES[name]
+    method_defaults = _AL_OPTIONS if method == "al" else _BP_OPTIONS
+    allowed = {**backbone_defaults, **method_defaults,
+               "label_units": default_label_units}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for model {name!r} with method "
+            f"{method!r}; allowed: {sorted(allowed)}."
+        )
+    return {**allowed, **options}
+
+
 def get(name, *, input_shape, num_classes, method="al", **options):
     """Returns a built, compile-ready zoo model.
 
@@ -151,21 +177,9 @@ def get(name, *, input_shape, num_classes, method="al", **options):
     >>> model = al_keras.models.get("cnn", input_shape=(28, 28, 1),
     ...                             num_classes=10, method="al")
     """
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown model {name!r}; expected one of {names()}.")
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    make_encoders, backbone_defaults, default_label_units = BACKBONES[name]
-    method_defaults = _AL_OPTIONS if method == "al" else _BP_OPTIONS
-    allowed = {**backbone_defaults, **method_defaults,
-               "label_units": default_label_units}
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for model {name!r} with method "
-            f"{method!r}; allowed: {sorted(allowed)}."
-        )
-    settings = {**allowed, **options}
+    settings = check_options(name, method, options)
+    backbone_defaults = BACKBONES[name][1]
+    make_encoders = BACKBONES[name][0]
     regularizer = settings["kernel_regularizer"]
     if isinstance(regularizer, (int, float)) and not isinstance(regularizer, bool):
         regularizer = keras.regularizers.L2(regularizer) if regularizer else None

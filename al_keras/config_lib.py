@@ -1,0 +1,177 @@
+"""Experiment configs: the shared schema, argument parsing and validation.
+
+Every `configs/<dataset>.py` has `get_config(arg=None)` built from
+`base_config`; `train.py` overrides keys as `--config.lr=3e-4` and
+`train_lib.train_and_evaluate` calls `validate` before building anything.
+"""
+
+import ml_collections
+
+from al_keras import datasets
+from al_keras import models as models_lib
+
+METHODS = ("al", "bp")
+DISTRIBUTE = ("none", "blocks", "mirrored", "multi_worker")
+LR_SCHEDULES = ("original", "constant")
+DATASETS = datasets.DATASETS
+
+# key -> (type, description); the schema every config follows exactly.
+SCHEMA = {
+    "dataset": (str, f"one of {DATASETS}"),
+    "data_dir": (str, "folder of the data ('' for TFDS' default)"),
+    "model": (str, "a name of al_keras.models.names()"),
+    "method": (str, f"one of {METHODS}"),
+    "model_options": (ml_collections.ConfigDict, "options of models.get"),
+    "epochs": (int, "number of epochs, >= 0"),
+    "batch_size": (int, "training batch size, >= 1"),
+    "test_batch_size": (int, "evaluation batch size, >= 1"),
+    "lr": (float, "learning rate, > 0"),
+    "lr_schedule": (str, f"one of {LR_SCHEDULES}"),
+    "augment": (bool, "augment training images in tf.data"),
+    "max_train_examples": (int, "use only the first N training examples (0: all)"),
+    "max_test_examples": (int, "use only the first N test examples (0: all)"),
+    "eval_exits": (bool, "measure every exit's test accuracy each epoch"),
+    "seed": (int, "random seed"),
+    "distribute": (str, f"one of {DISTRIBUTE}"),
+    "export": (bool, "write saved_model/ at the end"),
+}
+
+
+def parse_arg(arg, **defaults):
+    """Parses a config argument `"model=cnn,method=bp,smoke"` over `defaults`.
+
+    A bare word sets that name to True.  Values are converted to the type of
+    their default; an unknown name raises ValueError listing the known ones.
+    """
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if name not in defaults:
+            raise ValueError(
+                f"Unknown config argument {name!r}; expected some of "
+                f"{sorted(defaults)} (as name=value, comma-separated)."
+            )
+        if not sep:
+            values[name] = True
+        elif isinstance(defaults[name], bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"Config argument {name} must be true or false, got {value!r}.")
+            values[name] = value.lower() in ("true", "1")
+        else:
+            values[name] = type(defaults[name])(value)
+    return ml_collections.ConfigDict(values)
+
+
+def base_config(dataset, model, method, *, epochs=200, batch_size=32, lr=1e-4,
+                test_batch_size=100, augment=False, model_options=None):
+    """A config with every key of SCHEMA, defaulting to the original code's."""
+    config = ml_collections.ConfigDict()
+    config.dataset = dataset
+    config.data_dir = ""
+    config.model = model
+    config.method = method
+    config.model_options = ml_collections.ConfigDict(model_options or {})
+    config.epochs = epochs
+    config.batch_size = batch_size
+    config.test_batch_size = test_batch_size
+    config.lr = lr
+    config.lr_schedule = "original"
+    config.augment = augment
+    config.max_train_examples = 0
+    config.max_test_examples = 0
+    config.eval_exits = True
+    config.seed = 0
+    config.distribute = "none"
+    config.export = True
+    return config
+
+
+def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
+    """The config of one of the paper's experiments.
+
+    Args:
+        dataset: the dataset's name.
+        models: model name -> spec, a dict with optional keys `options`
+            (model options of both methods), `al` / `bp` (options of one
+            method) and `lr` (instead of the original 1e-4).
+        arg: the config argument, `"model=...,method=...,smoke"`.
+        batch_size: the original batch size.
+        augment: whether the original augmented this dataset.
+    """
+    args = parse_arg(arg, model=next(iter(models)), method="al", smoke=False)
+    if args.model not in models:
+        raise ValueError(
+            f"The {dataset} configs have models {sorted(models)}, got "
+            f"{args.model!r}."
+        )
+    if args.method not in METHODS:
+        raise ValueError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
+    spec = models[args.model]
+    options = {**spec.get("options", {}), **spec.get(args.method, {})}
+    config = base_config(dataset, args.model, args.method, batch_size=batch_size,
+                         lr=spec.get("lr", 1e-4), augment=augment,
+                         model_options=options)
+    return smoke(config) if args.smoke else config
+
+
+def smoke(config):
+    """Shrinks `config` in place to a seconds-long run (big_vision's runlocal)."""
+    config.epochs = 1
+    config.max_train_examples = 256
+    config.max_test_examples = 256
+    config.test_batch_size = min(config.test_batch_size, 64)
+    options = config.model_options
+    options.label_units = 16
+    if config.method == "al" or "bridge_multiplier" in options:
+        options.bridge_multiplier = 0
+    if config.model == "mlp":
+        options.hidden_units = 64
+    if config.model == "cnn":
+        options.filters = (4, 4, 8, 8)
+    if config.model == "vgg":
+        options.dense_units = 32
+    return config
+
+
+def validate(config):
+    """Raises ValueError naming the first bad key or value of `config`."""
+    keys = set(config.keys())
+    unknown = sorted(keys - set(SCHEMA))
+    if unknown:
+        raise ValueError(
+            f"Unknown config key(s) {unknown}; known keys: {sorted(SCHEMA)}."
+        )
+    missing = sorted(set(SCHEMA) - keys)
+    if missing:
+        raise ValueError(f"Config is missing key(s) {missing}.")
+    for key, (kind, meaning) in SCHEMA.items():
+        value = config[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ValueError(
+                f"config.{key} must be {kind.__name__} ({meaning}), got "
+                f"{value!r} of type {type(value).__name__}."
+            )
+
+    def check(condition, key, allowed):
+        if not condition:
+            raise ValueError(f"config.{key}={config[key]!r} is invalid: {allowed}.")
+
+    check(config.dataset in DATASETS, "dataset", SCHEMA["dataset"][1])
+    check(config.model in models_lib.names(), "model",
+          f"one of {models_lib.names()}")
+    check(config.method in METHODS, "method", SCHEMA["method"][1])
+    check(config.epochs >= 0, "epochs", "must be >= 0")
+    check(config.batch_size >= 1, "batch_size", "must be >= 1")
+    check(config.test_batch_size >= 1, "test_batch_size", "must be >= 1")
+    check(config.lr > 0, "lr", "must be > 0")
+    check(config.lr_schedule in LR_SCHEDULES, "lr_schedule", SCHEMA["lr_schedule"][1])
+    check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
+    check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
+    check(config.distribute == "none", "distribute",
+          "only 'none' is implemented so far (the multi-device strategies "
+          "are not built yet)")
+    return config

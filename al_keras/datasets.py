@@ -1,0 +1,390 @@
+"""Datasets as batched tf.data pipelines, ready for `fit` and `evaluate`.
+
+`load(name, batch_size=...)` returns a `Data` with a `train` dataset that is
+reshuffled (seeded) every epoch and optionally augmented, and a fixed `test`
+dataset; both yield `(float32 images, int32 class ids)` batches.
+
+* `digits`: scikit-learn's 8x8 digits (embedded, `al_keras.data`), in [0, 1].
+* `mnist`, `fashion_mnist`: from a folder of MNIST-format idx files given as
+  `data_dir` (e.g. Debian's `dataset-fashion-mnist`), prepared by
+  `al_keras.tfds_builders.IdxImages`, or else stock TFDS. Scaled to [0, 1],
+  minus the training images' mean pixel value.
+* `cifar10`, `cifar100`: stock TFDS; every image standardized
+  (`tf.image.per_image_standardization`).
+* `tiny_imagenet`: Tiny-ImageNet-200 from the official zip
+  (`al_keras.tfds_builders.TinyImagenet`), standardized like CIFAR.
+
+Prepared TFDS data lives in `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`),
+never in `data_dir` of an idx folder or a zip. Nothing is downloaded when the
+download host cannot be reached: `load` fails in seconds and says how to
+provide the data.
+"""
+
+import dataclasses
+import os
+import socket
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from al_keras import data as _embedded
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet")
+
+# Where the stock TFDS builders (4.9) download from: (host, port).
+DOWNLOAD_HOSTS = {
+    "mnist": ("storage.googleapis.com", 443),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "cifar100": ("www.cs.toronto.edu", 443),
+}
+CONNECT_TIMEOUT_S = 3.0
+
+# The random parts of augmentation, on images scaled to [0, 1]. CIFAR's are the
+# original code's (TensorFlow's CIFAR-10 tutorial, after a 4-pixel zero pad).
+CIFAR_AUGMENTATION = dict(padded_size=40, brightness=63 / 255, contrast=(0.2, 1.8))
+TINY_IMAGENET_AUGMENTATION = dict(padded_size=70, brightness=0.2, contrast=(0.8, 1.2),
+                                  saturation=(0.8, 1.2), hue=0.05)
+_AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The data is neither on disk nor downloadable; the message says how to get it."""
+
+
+@dataclasses.dataclass
+class Data:
+    """A dataset, batched and ready for `fit` / `evaluate`.
+
+    Attributes:
+        train: `(x float32, y int32)` batches, reshuffled every epoch (seeded),
+            augmented if asked, prefetched; one pass is one epoch.
+        test: the same without shuffling or augmentation.
+        input_shape: one example's shape, e.g. `(28, 28, 1)`.
+        num_classes: number of classes; labels are in `[0, num_classes)`.
+        num_train: number of training examples.
+        num_test: number of test examples.
+    """
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    input_shape: tuple
+    num_classes: int
+    num_train: int
+    num_test: int
+
+
+def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_size=None,
+         max_train_examples=0, max_test_examples=0):
+    """Loads a dataset as batched tf.data pipelines.
+
+    Args:
+        name: one of `DATASETS`.
+        batch_size: training batch size.
+        seed: seed of the digits split, the shuffling and the augmentation.
+        data_dir: where the data is. `mnist` / `fashion_mnist`: a folder of
+            MNIST-format idx files (`train-images-idx3-ubyte[.gz]`, ...), e.g.
+            `/usr/share/datasets/fashion-mnist`, or a TFDS data dir where it is
+            prepared. `cifar10` / `cifar100`: a TFDS data dir (default
+            `$TFDS_DATA_DIR` or `~/tensorflow_datasets`). `tiny_imagenet`: the
+            folder holding `tiny-imagenet-200.zip` or the extracted folder
+            (default `<TFDS data dir>/downloads/manual`). Unused for `digits`.
+        augment: augment the training images (`cifar10`, `cifar100`,
+            `tiny_imagenet` only): see `augment_cifar`, `augment_tiny_imagenet`.
+        test_batch_size: test batch size; defaults to `batch_size`.
+        max_train_examples: if > 0, use only the first this many training
+            examples (the same ones every epoch); likewise
+        max_test_examples: for the test set.
+
+    Returns:
+        A `Data`.
+
+    Raises:
+        ValueError: unknown name, bad batch size, missing `data_dir`, augment
+            for a dataset without augmentation, malformed or empty data.
+        DatasetUnavailableError: the data is not on disk and cannot be
+            downloaded; the message says where to put it.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
+    test_batch_size = batch_size if test_batch_size is None else test_batch_size
+    for arg, value in (("batch_size", batch_size), ("test_batch_size", test_batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+    augmentation = {"cifar10": augment_cifar, "cifar100": augment_cifar,
+                    "tiny_imagenet": augment_tiny_imagenet}.get(name)
+    if augment and augmentation is None:
+        raise ValueError(f"augment=True is not available for {name!r}; only for "
+                         "cifar10, cifar100 and tiny_imagenet.")
+    if data_dir is not None:
+        data_dir = os.path.expanduser(os.fspath(data_dir))
+        if not os.path.exists(data_dir):
+            raise ValueError(f"data_dir {data_dir!r} does not exist.")
+    for arg, value in (("max_train_examples", max_train_examples),
+                       ("max_test_examples", max_test_examples)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{arg} must be an integer >= 0, got {value!r}.")
+    batches = dict(batch_size=int(batch_size), test_batch_size=int(test_batch_size),
+                   seed=seed, augment=augmentation if augment else None)
+    limits = dict(max_train=int(max_train_examples), max_test=int(max_test_examples))
+
+    if name == "digits":
+        (x, y), (x_test, y_test) = _embedded.load_digits(seed=seed, image_shape=True)
+        data = Data(tf.data.Dataset.from_tensor_slices((x, y)),
+                    tf.data.Dataset.from_tensor_slices((x_test, y_test)),
+                    input_shape=tuple(x.shape[1:]), num_classes=10,
+                    num_train=len(x), num_test=len(x_test))
+        return _batch(_limit(data, **limits), **batches)
+
+    builder = _prepared_builder(name, data_dir)
+    info = builder.info
+    data = Data(_encoded(builder, "train"), _encoded(builder, "test"),
+                input_shape=tuple(info.features["image"].shape),
+                num_classes=int(info.features["label"].num_classes),
+                num_train=int(info.splits["train"].num_examples),
+                num_test=int(info.splits["test"].num_examples))
+    if not data.num_train or not data.num_test:
+        raise ValueError(f"{name} in {builder.data_dir} is empty: {data.num_train} training "
+                         f"and {data.num_test} test examples.")
+    mean = _pixel_mean(builder) if name in ("mnist", "fashion_mnist") else None
+
+    def preprocess(images):  # uint8 batches -> float32, as documented above.
+        images = tf.cast(images, tf.float32) / 255.0
+        return standardize(images) if mean is None else images - tf.constant(mean, tf.float32)
+
+    return _batch(_limit(data, **limits), **batches, decode=_decoder(builder),
+                  preprocess=preprocess)
+
+
+def _limit(data, max_train, max_test):
+    """The first `max_train` / `max_test` examples (0: all), before shuffling."""
+    if max_train and max_train < data.num_train:
+        data = dataclasses.replace(data, train=data.train.take(max_train),
+                                   num_train=max_train)
+    if max_test and max_test < data.num_test:
+        data = dataclasses.replace(data, test=data.test.take(max_test),
+                                   num_test=max_test)
+    return data
+
+
+def standardize(images):
+    """Scales each image to mean 0 and standard deviation 1 (per-image)."""
+    return tf.image.per_image_standardization(images)
+
+
+def augment_cifar(images, seed):
+    """The original code's CIFAR augmentation, then `standardize`.
+
+    Zero-pads to 40x40, crops a random 32x32 window, flips left-right at
+    random, shifts brightness by up to 63/255 and scales contrast by 0.2-1.8.
+
+    Args:
+        images: one image `(32, 32, 3)` or a batch, float in [0, 1] (uint8
+            images are scaled to it).
+        seed: a stateless seed, shape `(2,)` ints; the same seed gives the same
+            output.
+
+    Returns:
+        float32 images of the input's shape.
+    """
+    return _augment(images, seed, **CIFAR_AUGMENTATION)
+
+
+def augment_tiny_imagenet(images, seed):
+    """Tiny-ImageNet augmentation, then `standardize`.
+
+    Zero-pads to 70x70, crops a random 64x64 window, flips left-right at
+    random, and jitters colour: brightness by up to 0.2, contrast and
+    saturation by 0.8-1.2, hue by up to 0.05.
+
+    Args:
+        images: one image `(64, 64, 3)` or a batch, float in [0, 1] (uint8
+            images are scaled to it).
+        seed: a stateless seed, shape `(2,)` ints.
+
+    Returns:
+        float32 images of the input's shape.
+    """
+    return _augment(images, seed, **TINY_IMAGENET_AUGMENTATION)
+
+
+def _augment(images, seed, **params):
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    images = tf.cast(images, tf.float32)
+    seed = tf.convert_to_tensor(seed)
+    if images.shape.rank == 3:
+        return _augment_image(images, seed, **params)
+    seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0])
+    return tf.map_fn(lambda args: _augment_image(*args, **params), (images, seeds),
+                     fn_output_signature=tf.float32)
+
+
+def _augment_image(image, seed, padded_size, brightness, contrast, saturation=None, hue=None):
+    shape = image.shape
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    image = tf.image.resize_with_crop_or_pad(image, padded_size, padded_size)
+    image = tf.image.stateless_random_crop(image, shape, seed=seeds[0])
+    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    image = tf.image.stateless_random_brightness(image, brightness, seed=seeds[2])
+    image = tf.image.stateless_random_contrast(image, *contrast, seed=seeds[3])
+    if saturation is not None:
+        image = tf.clip_by_value(image, 0.0, 1.0)
+        image = tf.image.stateless_random_saturation(image, *saturation, seed=seeds[4])
+        image = tf.image.stateless_random_hue(image, hue, seed=seeds[5])
+    return standardize(image)
+
+
+def _batch(data, *, batch_size, test_batch_size, seed, augment, decode=None, preprocess=None):
+    """Shuffles, decodes, augments, batches, preprocesses and prefetches both splits."""
+    train = data.train.shuffle(data.num_train, seed=seed, reshuffle_each_iteration=True)
+    test = data.test
+    if decode is not None:  # After the shuffle, whose buffer holds encoded images.
+        train = train.map(decode, num_parallel_calls=_AUTOTUNE)
+        test = test.map(decode, num_parallel_calls=_AUTOTUNE)
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
+                                       rerandomize_each_iteration=True)
+        train = tf.data.Dataset.zip((train, seeds.batch(2))).map(
+            lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=_AUTOTUNE)
+    train = train.batch(batch_size)
+    test = test.batch(test_batch_size)
+    if preprocess is not None:
+        test = test.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+        if augment is None:
+            train = train.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+    return dataclasses.replace(data, train=train.prefetch(_AUTOTUNE),
+                               test=test.prefetch(_AUTOTUNE))
+
+
+def _encoded(builder, split):
+    """The split's examples in stored order, images still encoded."""
+    import tensorflow_datasets as tfds
+
+    return builder.as_dataset(split=split, shuffle_files=False,
+                              decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def _decoder(builder):
+    """Maps an encoded example to `(uint8 image, int32 label)`."""
+    feature = builder.info.features["image"]
+
+    def decode(example):
+        image = tf.ensure_shape(feature.decode_example(example["image"]), feature.shape)
+        return image, tf.cast(example["label"], tf.int32)
+
+    return decode
+
+
+def _pixel_mean(builder):
+    """The training images' mean pixel value in [0, 1]."""
+    metadata = builder.info.metadata
+    if metadata is not None and "pixel_mean" in metadata:  # IdxImages store it.
+        return float(metadata["pixel_mean"])
+    images = builder.as_dataset(split="train", shuffle_files=False).map(lambda ex: ex["image"])
+    sums = images.batch(10_000).map(lambda x: tf.reduce_sum(tf.cast(x, tf.float64)))
+    total = float(sums.reduce(tf.constant(0.0, tf.float64), lambda a, b: a + b))
+    info = builder.info
+    pixels = info.splits["train"].num_examples * np.prod(info.features["image"].shape)
+    return total / 255.0 / pixels
+
+
+def tfds_data_dir():
+    """Where prepared TFDS data is written: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`."""
+    return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+def _prepared_builder(name, data_dir):
+    """The TFDS builder of `name`, prepared on disk (or an error saying how to)."""
+    from al_keras import tfds_builders
+
+    if name == "tiny_imagenet":
+        return _tiny_imagenet_builder(data_dir)
+    if name in ("mnist", "fashion_mnist") and data_dir is not None and os.path.isdir(data_dir):
+        files = tfds_builders.find_idx_files(data_dir)
+        if files is not None:
+            config = tfds_builders.SourceConfig.for_files(name, data_dir, files.values())
+            return _prepare_local(tfds_builders.IdxImages(config=config,
+                                                          data_dir=tfds_data_dir()))
+    return _stock_builder(name, data_dir)
+
+
+def _tiny_imagenet_builder(data_dir):
+    from al_keras import tfds_builders
+    from al_keras.tfds_builders import tiny_imagenet
+
+    folder = data_dir or os.path.join(tfds_data_dir(), "downloads", "manual")
+    source = tfds_builders.find_tiny_imagenet(folder) if os.path.exists(folder) else None
+    if source is None:
+        raise DatasetUnavailableError(
+            f"tiny_imagenet needs the official {tiny_imagenet.ZIP_NAME} ({tiny_imagenet.URL}), "
+            f"but {folder} holds neither it nor the extracted tiny-imagenet-200 folder. Put "
+            "the zip in that folder, or give its folder as data_dir (config.data_dir).")
+    keys = [source] if os.path.isfile(source) else [
+        os.path.join(source, "wnids.txt"), os.path.join(source, "val", "val_annotations.txt")]
+    config = tfds_builders.SourceConfig.for_files(
+        "tiny_imagenet", source, [k for k in keys if os.path.exists(k)])
+    return _prepare_local(tfds_builders.TinyImagenet(config=config, data_dir=tfds_data_dir()))
+
+
+def _prepare_local(builder):
+    """Prepares a builder of local files once (no GCS look-up, no download)."""
+    import tensorflow_datasets as tfds
+
+    if not builder.is_prepared():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return builder
+
+
+def _stock_builder(name, data_dir):
+    """Stock TFDS `name` in `data_dir` (or the default TFDS data dir): prepared
+    there already, or downloaded if its host answers, or an error saying how."""
+    import tensorflow_datasets as tfds
+
+    root = data_dir or tfds_data_dir()
+    builder = tfds.builder(name, data_dir=root)
+    if builder.is_prepared():
+        return builder
+    if name in ("mnist", "fashion_mnist") and data_dir is not None:
+        raise DatasetUnavailableError(
+            f"data_dir {data_dir} holds neither MNIST-format idx files "
+            "(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+            "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) nor a prepared "
+            f"TFDS {name}.")
+    host, port = DOWNLOAD_HOSTS[name]
+    if not can_connect(host, port):
+        how = {
+            "fashion_mnist": "install Debian's dataset-fashion-mnist and set data_dir "
+                             "(config.data_dir) to /usr/share/datasets/fashion-mnist, or ",
+            "mnist": "set data_dir (config.data_dir) to a folder with the MNIST idx "
+                     "files (train-images-idx3-ubyte.gz, ...), or ",
+        }.get(name, "")
+        raise DatasetUnavailableError(
+            f"{name} is not prepared in {root} and its download host {host} cannot be "
+            f"reached. To provide it, {how}prepare it on a connected machine with "
+            f"`tfds build {name} --data_dir=DIR` and copy DIR/{name} to {root}/{name}.")
+    builder.download_and_prepare()
+    return builder
+
+
+def can_connect(host, port, timeout=CONNECT_TIMEOUT_S):
+    """Whether a TCP connection to `host:port` opens within `timeout` seconds.
+
+    The name lookup counts against the timeout too (it runs in a thread).
+    """
+    opened = []
+
+    def connect():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                opened.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(opened)

@@ -1,0 +1,224 @@
+"""`train_and_evaluate(config, workdir)`: everything `train.py` does.
+
+Outputs in `workdir`: `config.json`; `metrics.csv` (one row per epoch: the
+training logs, `val_*` = test set, `val_exit_<i>_accuracy`, `epoch_seconds`);
+`tensorboard/` (the same scalars); `checkpoints/epoch_<k>.keras` (the model
+with every optimizer's state after epoch k, written atomically, the last two
+kept); `results.json`; `saved_model/`; `curves.png`.  Rerunning with the same
+config and workdir continues after the last finished epoch.
+"""
+
+import json
+import math
+import os
+import re
+import time
+
+import keras
+
+from al_keras import config_lib
+from al_keras import datasets
+from al_keras import models
+from al_keras import runs
+from al_keras.schedules import OriginalSchedule
+
+CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)\.keras$")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to the logs: the epoch's training, not its evaluation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._seconds = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):  # fit's validation starts
+        if self._seconds is None:
+            self._seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._seconds is None:
+            self._seconds = time.perf_counter() - self._start
+        logs["epoch_seconds"] = self._seconds
+
+
+class ExitAccuracy(keras.callbacks.Callback):
+    """Adds each exit's test accuracy, `val_exit_<i>_accuracy`, to the logs."""
+
+    def __init__(self, test_data):
+        super().__init__()
+        self.test_data = test_data
+
+    def on_epoch_end(self, epoch, logs=None):
+        blocks = self.model.num_blocks
+        for exit in range(1, blocks):
+            logs[f"val_exit_{exit}_accuracy"] = self.model.evaluate(
+                self.test_data, exit=exit, verbose=0, return_dict=True)["accuracy"]
+        logs[f"val_exit_{blocks}_accuracy"] = logs["val_accuracy"]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves `epoch_<k>.keras` atomically after each epoch, keeping the last `keep`."""
+
+    def __init__(self, directory, keep=2):
+        super().__init__()
+        self.directory = directory
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        final = os.path.join(self.directory, f"epoch_{epoch + 1:04d}.keras")
+        partial = os.path.join(self.directory, f"partial-epoch_{epoch + 1:04d}.keras")
+        self.model.save(partial)
+        os.replace(partial, final)  # A reader sees the whole file or none.
+        for _, path in checkpoints(self.directory)[:-self.keep]:
+            os.remove(path)
+
+
+def checkpoints(directory):
+    """[(epoch, path)] of the finished checkpoints in `directory`, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        match = CHECKPOINT_PATTERN.match(name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(directory, name)))
+    return sorted(found)
+
+
+def _write_json(path, value):
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+    os.replace(partial, path)
+
+
+def _prepare_workdir(workdir, config):
+    """Creates `workdir`, refusing one that holds a run of another config."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_probe")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"workdir {workdir!r} cannot be written: {e}") from e
+    config_json = json.loads(config.to_json())
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous != config_json:
+            changed = sorted(k for k in set(previous) | set(config_json)
+                             if previous.get(k) != config_json.get(k))
+            raise ValueError(
+                f"workdir {workdir!r} holds a run of another config (differing "
+                f"keys: {changed}); rerun with the same config to resume it, or "
+                "choose another workdir."
+            )
+    else:
+        _write_json(path, config_json)
+
+
+def _compile(model, config, steps_per_epoch):
+    if config.lr_schedule == "original":
+        learning_rate = OriginalSchedule(
+            config.lr, max(1, config.epochs * steps_per_epoch))
+    else:
+        learning_rate = config.lr
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  metrics=["accuracy"])
+
+
+def train_and_evaluate(config, workdir, verbose=1):
+    """Trains and evaluates the model of `config`, writing outputs to `workdir`.
+
+    Args:
+        config: an `ml_collections.ConfigDict` following `config_lib.SCHEMA`.
+        workdir: output folder; an existing one of the same config is resumed.
+        verbose: Keras' verbosity (1: progress bar).
+
+    Returns:
+        The results dict also written to `results.json`.
+    """
+    config_lib.validate(config)
+    options = config.model_options.to_dict()
+    models.check_options(config.model, config.method, options)
+    _prepare_workdir(workdir, config)
+    keras.utils.set_random_seed(config.seed)
+
+    data = datasets.load(
+        config.dataset, batch_size=config.batch_size, seed=config.seed,
+        data_dir=config.data_dir or None, augment=config.augment,
+        test_batch_size=config.test_batch_size,
+        max_train_examples=config.max_train_examples,
+        max_test_examples=config.max_test_examples,
+    )
+    steps_per_epoch = math.ceil(data.num_train / config.batch_size)
+
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    finished = checkpoints(checkpoint_dir)
+    if finished:
+        initial_epoch, path = finished[-1]
+        model = keras.models.load_model(path)
+        print(f"Resuming from {path} (epoch {initial_epoch} finished).")
+        # Rows of epochs that were logged but not checkpointed are redone.
+        runs.truncate_metrics(workdir, initial_epoch)
+    else:
+        initial_epoch = 0
+        runs.truncate_metrics(workdir, 0)
+        model = models.get(config.model, input_shape=data.input_shape,
+                           num_classes=data.num_classes, method=config.method,
+                           **options)
+        _compile(model, config, steps_per_epoch)
+
+    callbacks = [EpochTimer()]
+    is_al = config.method == "al"
+    if is_al and config.eval_exits:
+        callbacks.append(ExitAccuracy(data.test))
+    callbacks += [
+        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+        EpochCheckpoint(checkpoint_dir),
+    ]
+    if initial_epoch < config.epochs:
+        model.fit(data.train, validation_data=data.test, epochs=config.epochs,
+                  shuffle=False,  # data.train reshuffles itself, seeded.
+                  initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=verbose)
+
+    history = runs.read_metrics(workdir)
+    train_seconds = float(sum(row.get("epoch_seconds", 0.0) for row in history))
+    results = {
+        "method": config.method,
+        "dataset": config.dataset,
+        "model": config.model,
+        "epochs": len(history),
+        "test_accuracy": model.evaluate(data.test, verbose=0,
+                                        return_dict=True)["accuracy"],
+        "train_seconds": round(train_seconds, 2),
+        "examples_per_second": (round(data.num_train * len(history) / train_seconds, 1)
+                                if train_seconds else None),
+        "params": model.count_params(),
+        "num_train": data.num_train,
+        "num_test": data.num_test,
+        "seed": config.seed,
+    }
+    if is_al:
+        results["exit_test_accuracy"] = [
+            model.evaluate(data.test, exit=exit, verbose=0,
+                           return_dict=True)["accuracy"]
+            for exit in range(1, model.num_blocks + 1)
+        ]
+    _write_json(os.path.join(workdir, "results.json"), results)
+    if config.export:
+        model.export(os.path.join(workdir, "saved_model"), overwrite=True)
+    if history:
+        runs.plot_curves([workdir], os.path.join(workdir, "curves.png"))
+    return results
+
+
+def summarize(results):
+    """One line per result key, for the end of a run."""
+    return "\n".join(f"{k}: {v}" for k, v in sorted(results.items())
+                     if not isinstance(v, (list, dict)) or k.endswith("accuracy"))

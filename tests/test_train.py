@@ -1,0 +1,94 @@
+"""train.py / train_and_evaluate end to end on the embedded digits."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+import al_keras
+from al_keras import runs, train_lib
+from test_configs import load_config_module
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _digits_config(**changes):
+    config = load_config_module("digits").get_config()
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_train_and_evaluate_writes_every_output(tmp_path):
+    workdir = str(tmp_path / "run")
+    results = train_lib.train_and_evaluate(_digits_config(), workdir, verbose=0)
+    assert results["test_accuracy"] >= 0.95
+    for name in ("config.json", "metrics.csv", "results.json", "curves.png",
+                 "saved_model/saved_model.pb", "checkpoints"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert [e for e, _ in train_lib.checkpoints(os.path.join(workdir, "checkpoints"))] == [14, 15]
+    saved = json.load(open(os.path.join(workdir, "results.json")))
+    for key in ("method", "dataset", "model", "epochs", "test_accuracy",
+                "exit_test_accuracy", "train_seconds", "examples_per_second", "params"):
+        assert key in saved, key
+    assert saved["epochs"] == 15 and len(saved["exit_test_accuracy"]) == 2
+    rows = runs.read_metrics(workdir)
+    assert [r["epoch"] for r in rows] == list(range(15))
+    assert {"assoc_loss_1", "ae_loss_2", "val_accuracy", "val_exit_1_accuracy",
+            "val_exit_2_accuracy", "epoch_seconds"} <= rows[0].keys()
+    assert rows[-1]["val_accuracy"] == pytest.approx(saved["test_accuracy"], abs=1e-6)
+    tb_files = [f for _, _, fs in os.walk(os.path.join(workdir, "tensorboard")) for f in fs]
+    assert any(f.startswith("events.out.tfevents") for f in tb_files)
+
+    # The report over this run and a BP run.
+    bp_dir = str(tmp_path / "bp")
+    train_lib.train_and_evaluate(_digits_config(method="bp", epochs=3), bp_dir, verbose=0)
+    table = runs.markdown_table([runs.load_run(workdir), runs.load_run(bp_dir)])
+    assert table.count("\n") == 3 and "| run | al | digits | mlp | 15 |" in table
+    out = tmp_path / "report.png"
+    proc = subprocess.run([sys.executable, "-m", "al_keras.report", workdir, bp_dir,
+                           f"--output={out}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| bp | digits | mlp | 3 |" in proc.stdout and out.stat().st_size > 10_000
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    train_lib.train_and_evaluate(_digits_config(epochs=1, export=False), workdir, verbose=0)
+    with pytest.raises(ValueError, match=r"another config \(differing keys: \['lr'\]\)"):
+        train_lib.train_and_evaluate(_digits_config(epochs=1, export=False, lr=0.5),
+                                      workdir, verbose=0)
+
+
+def test_killed_train_py_resumes_at_the_next_epoch(tmp_path):
+    workdir = tmp_path / "run"
+    command = [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}",
+               "--config.epochs=4", "--config.export=false"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, cwd=str(tmp_path))
+    first = workdir / "checkpoints" / "epoch_0001.keras"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert first.exists(), proc.communicate()[0][-3000:]
+    proc.send_signal(signal.SIGKILL)  # A real interruption, mid-training.
+    proc.wait()
+    done = [e for e, _ in train_lib.checkpoints(str(workdir / "checkpoints"))]
+    assert done and max(done) < 4
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env,
+                           cwd=str(tmp_path), timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"(epoch {max(done)} finished)" in rerun.stdout
+    with open(workdir / "metrics.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2, 3]
+    model = keras.models.load_model(workdir / "checkpoints" / "epoch_0004.keras")
+    assert int(model.optimizer.iterations) == 4 * 45
+    assert [int(o.iterations) for o in model.assoc_optimizers] == [180, 180]

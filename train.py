@@ -1,0 +1,42 @@
+"""Train and evaluate an AL model or its BP twin from a config file.
+
+    python train.py                                   # embedded digits, offline
+    python train.py --config=configs/fashion_mnist.py:model=cnn,method=al \\
+        --config.data_dir=/usr/share/datasets/fashion-mnist --workdir=/tmp/fm_cnn_al
+    python train.py --config=configs/cifar10.py:model=vgg,smoke --config.lr=3e-4
+
+Hyperparameters are config keys (`--config.KEY=VALUE`); see configs/ and the
+README.  Rerunning a command with the same workdir resumes it.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(_HERE, "configs", "digits.py"),
+    "A config file, optionally with an argument: configs/x.py:model=cnn,method=bp.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder (default: /tmp/al_keras/<dataset>_<model>_<method>).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here.
+    from al_keras import train_lib  # After flag parsing: TensorFlow is slow to import.
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or os.path.join(
+        "/tmp/al_keras", f"{config.dataset}_{config.model}_{config.method}")
+    print(f"workdir: {workdir}")
+    results = train_lib.train_and_evaluate(config, workdir)
+    print(train_lib.summarize(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
