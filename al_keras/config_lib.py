@@ -37,6 +37,17 @@ SCHEMA = {
 }
 
 
+# The paper's CIFAR-10/100 models: options and learning rates of the original
+# code (configs/cifar10.py and configs/cifar100.py share them).
+CIFAR_MODELS = {
+    "mlp": {"options": {"hidden_units": 3000, "label_units": 3000}},
+    "cnn": {},
+    "vgg": {"al": {"kernel_regularizer": 1e-5}, "bp": {"kernel_regularizer": 5e-4}},
+    "resnet20": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
+    "resnet32": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
+}
+
+
 def parse_arg(arg, **defaults):
     """Parses a config argument `"model=cnn,method=bp,smoke"` over `defaults`.
 

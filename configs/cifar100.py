@@ -16,13 +16,7 @@ machines; benchmarks/gpu_check.sh is the place for it).
 
 from al_keras import config_lib
 
-MODELS = {
-    "mlp": {"options": {"hidden_units": 3000, "label_units": 3000}},
-    "cnn": {},
-    "vgg": {"al": {"kernel_regularizer": 1e-5}, "bp": {"kernel_regularizer": 5e-4}},
-    "resnet20": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
-    "resnet32": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
-}
+MODELS = config_lib.CIFAR_MODELS
 
 
 def get_config(arg=None):
