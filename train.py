@@ -10,11 +10,38 @@ README.  Rerunning a command with the same workdir resumes it.
 """
 
 import os
+import re
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+def check_overrides(argv):
+    """Exits with a clear message for `--config.KEY` overrides of unknown keys.
+
+    (ml_collections would answer a bare AttributeError while parsing flags.)
+    """
+    from al_keras import config_lib, models
+
+    options = models.all_option_names()
+    for arg in argv[1:]:
+        match = re.match(r"--config\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?", arg)
+        if not match:
+            continue
+        key, option = match.groups()
+        if key not in config_lib.SCHEMA:
+            sys.exit(f"train.py: unknown config key {key!r} in {arg!r}; known keys: "
+                     f"{', '.join(sorted(config_lib.SCHEMA))}.")
+        if key == "model_options" and option not in options:
+            sys.exit(f"train.py: unknown model option {option!r} in {arg!r}; model "
+                     f"options: {', '.join(sorted(options))}.")
+
+
+if __name__ == "__main__":
+    # Before the flags are defined: config_flags applies overrides right then.
+    check_overrides(sys.argv)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,13 +55,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here.
-    from al_keras import train_lib  # After flag parsing: TensorFlow is slow to import.
+    from al_keras import config_lib, datasets, train_lib
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(
         "/tmp/al_keras", f"{config.dataset}_{config.model}_{config.method}")
     print(f"workdir: {workdir}")
-    results = train_lib.train_and_evaluate(config, workdir)
+    try:
+        results = train_lib.train_and_evaluate(config, workdir)
+    except (config_lib.ConfigError, datasets.DatasetUnavailableError) as e:
+        sys.exit(f"train.py: {e}")
     print(train_lib.summarize(results))
 
 

@@ -6,6 +6,7 @@ Every `configs/<dataset>.py` has `get_config(arg=None)` built from
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from al_keras import datasets
 from al_keras import models as models_lib
@@ -37,6 +38,10 @@ SCHEMA = {
 }
 
 
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names it."""
+
+
 # The paper's CIFAR-10/100 models: options and learning rates of the original
 # code (configs/cifar10.py and configs/cifar100.py share them).
 CIFAR_MODELS = {
@@ -59,7 +64,7 @@ def parse_arg(arg, **defaults):
         name, sep, value = item.partition("=")
         name = name.strip()
         if name not in defaults:
-            raise ValueError(
+            raise ConfigError(
                 f"Unknown config argument {name!r}; expected some of "
                 f"{sorted(defaults)} (as name=value, comma-separated)."
             )
@@ -67,10 +72,32 @@ def parse_arg(arg, **defaults):
             values[name] = True
         elif isinstance(defaults[name], bool):
             if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"Config argument {name} must be true or false, got {value!r}.")
+                raise ConfigError(f"Config argument {name} must be true or false, got {value!r}.")
             values[name] = value.lower() in ("true", "1")
         else:
             values[name] = type(defaults[name])(value)
+    return ml_collections.ConfigDict(values)
+
+
+def full_model_options(model, method, options):
+    """Every option of `models.get(model, method=method)`, `options` over defaults.
+
+    Listing them all makes each one overridable from the command line
+    (`--config.model_options.activation=tanh`); options without a default
+    are typed placeholders (`None` until set).
+    """
+    try:
+        settings = models_lib.check_options(model, method, dict(options))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    placeholders = {"kernel_regularizer": float, "loss_weights": tuple}
+    values = {}
+    for key, value in settings.items():
+        if value is None:
+            value = config_dict.placeholder(placeholders.get(key, str))
+        elif key == "bridge_multiplier":
+            value = float(value)  # So that 2.5 can be given on the command line.
+        values[key] = value
     return ml_collections.ConfigDict(values)
 
 
@@ -82,7 +109,7 @@ def base_config(dataset, model, method, *, epochs=200, batch_size=32, lr=1e-4,
     config.data_dir = ""
     config.model = model
     config.method = method
-    config.model_options = ml_collections.ConfigDict(model_options or {})
+    config.model_options = full_model_options(model, method, model_options or {})
     config.epochs = epochs
     config.batch_size = batch_size
     config.test_batch_size = test_batch_size
@@ -112,12 +139,12 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
     """
     args = parse_arg(arg, model=next(iter(models)), method="al", smoke=False)
     if args.model not in models:
-        raise ValueError(
+        raise ConfigError(
             f"The {dataset} configs have models {sorted(models)}, got "
             f"{args.model!r}."
         )
     if args.method not in METHODS:
-        raise ValueError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
+        raise ConfigError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
     spec = models[args.model]
     options = {**spec.get("options", {}), **spec.get(args.method, {})}
     config = base_config(dataset, args.model, args.method, batch_size=batch_size,
@@ -146,30 +173,30 @@ def smoke(config):
 
 
 def validate(config):
-    """Raises ValueError naming the first bad key or value of `config`."""
+    """Raises ConfigError (a ValueError) naming the first bad key or value."""
     keys = set(config.keys())
     unknown = sorted(keys - set(SCHEMA))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown config key(s) {unknown}; known keys: {sorted(SCHEMA)}."
         )
     missing = sorted(set(SCHEMA) - keys)
     if missing:
-        raise ValueError(f"Config is missing key(s) {missing}.")
+        raise ConfigError(f"Config is missing key(s) {missing}.")
     for key, (kind, meaning) in SCHEMA.items():
         value = config[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
-            raise ValueError(
+            raise ConfigError(
                 f"config.{key} must be {kind.__name__} ({meaning}), got "
                 f"{value!r} of type {type(value).__name__}."
             )
 
     def check(condition, key, allowed):
         if not condition:
-            raise ValueError(f"config.{key}={config[key]!r} is invalid: {allowed}.")
+            raise ConfigError(f"config.{key}={config[key]!r} is invalid: {allowed}.")
 
     check(config.dataset in DATASETS, "dataset", SCHEMA["dataset"][1])
     check(config.model in models_lib.names(), "model",
@@ -185,4 +212,12 @@ def validate(config):
     check(config.distribute == "none", "distribute",
           "only 'none' is implemented so far (the multi-device strategies "
           "are not built yet)")
+    try:
+        models_lib.check_options(config.model, config.method,
+                                 config.model_options.to_dict())
+    except ValueError as e:
+        raise ConfigError(
+            f"config.model_options: {e} Choose model and method with the config "
+            "argument (e.g. configs/digits.py:model=cnn,method=bp), which sets "
+            "model_options to match.") from None
     return config

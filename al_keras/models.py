@@ -127,6 +127,14 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     return model
 
 
+def all_option_names():
+    """The names of every option of every model and method."""
+    names_ = set(_AL_OPTIONS) | set(_BP_OPTIONS) | {"label_units"}
+    for _, defaults, _ in BACKBONES.values():
+        names_ |= set(defaults)
+    return names_
+
+
 def check_options(name, method, options):
     """Checks a model name, method and options without building anything.
 

@@ -102,7 +102,7 @@ def _prepare_workdir(workdir, config):
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"workdir {workdir!r} cannot be written: {e}") from e
+        raise config_lib.ConfigError(f"workdir {workdir!r} cannot be written: {e}") from e
     config_json = json.loads(config.to_json())
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
@@ -111,7 +111,7 @@ def _prepare_workdir(workdir, config):
         if previous != config_json:
             changed = sorted(k for k in set(previous) | set(config_json)
                              if previous.get(k) != config_json.get(k))
-            raise ValueError(
+            raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run of another config (differing "
                 f"keys: {changed}); rerun with the same config to resume it, or "
                 "choose another workdir."
@@ -143,7 +143,6 @@ def train_and_evaluate(config, workdir, verbose=1):
     """
     config_lib.validate(config)
     options = config.model_options.to_dict()
-    models.check_options(config.model, config.method, options)
     _prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
 

@@ -18,8 +18,8 @@ from test_configs import load_config_module
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _digits_config(**changes):
-    config = load_config_module("digits").get_config()
+def _digits_config(arg=None, **changes):
+    config = load_config_module("digits").get_config(arg)
     for key, value in changes.items():
         setattr(config, key, value)
     return config
@@ -48,7 +48,7 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
 
     # The report over this run and a BP run.
     bp_dir = str(tmp_path / "bp")
-    train_lib.train_and_evaluate(_digits_config(method="bp", epochs=3), bp_dir, verbose=0)
+    train_lib.train_and_evaluate(_digits_config("method=bp", epochs=3), bp_dir, verbose=0)
     table = runs.markdown_table([runs.load_run(workdir), runs.load_run(bp_dir)])
     assert table.count("\n") == 3 and "| run | al | digits | mlp | 15 |" in table
     out = tmp_path / "report.png"
@@ -92,3 +92,36 @@ def test_killed_train_py_resumes_at_the_next_epoch(tmp_path):
     model = keras.models.load_model(workdir / "checkpoints" / "epoch_0004.keras")
     assert int(model.optimizer.iterations) == 4 * 45
     assert [int(o.iterations) for o in model.assoc_optimizers] == [180, 180]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.learning_rate=0.1"], "unknown config key 'learning_rate'"),
+    (["--config.model_options.widht=3"], "unknown model option 'widht'"),
+    (["--config.lr=0"], "config.lr=0.0 is invalid: must be > 0"),
+    (["--config.batch_size=0"], "config.batch_size=0 is invalid: must be >= 1"),
+])
+def test_train_py_refuses_bad_config_with_one_line(args, message, tmp_path):
+    start = time.time()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"),
+                           f"--workdir={tmp_path / 'run'}", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr.splitlines()[-1]
+    assert time.time() - start < 60
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_switching_method_without_the_argument_is_explained():
+    config = _digits_config(method="bp")
+    with pytest.raises(ValueError, match="Unknown option.*configs/digits.py:model=cnn,method=bp"):
+        train_lib.train_and_evaluate(config, "/nonexistent/never/created")
+
+
+def test_every_model_option_is_a_config_key_and_overridable():
+    config = load_config_module("digits").get_config()
+    options = config.model_options
+    assert set(options) == set(al_keras.models.check_options("mlp", "al", {}))
+    assert options.kernel_regularizer is None
+    options.kernel_regularizer = 1e-4  # a typed placeholder takes a float
+    options.bridge_multiplier = 2.5
+    al_keras.config_lib.validate(config)
