@@ -156,6 +156,10 @@ def train_and_evaluate(config, workdir, verbose=1):
     steps_per_epoch = math.ceil(data.num_train / config.batch_size)
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(checkpoint_dir):  # Left by a run killed while saving.
+        for name in os.listdir(checkpoint_dir):
+            if name.startswith("partial-"):
+                os.remove(os.path.join(checkpoint_dir, name))
     finished = checkpoints(checkpoint_dir)
     if finished:
         initial_epoch, path = finished[-1]
