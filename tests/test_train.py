@@ -125,3 +125,17 @@ def test_every_model_option_is_a_config_key_and_overridable():
     options.kernel_regularizer = 1e-4  # a typed placeholder takes a float
     options.bridge_multiplier = 2.5
     al_keras.config_lib.validate(config)
+
+
+def test_truncate_metrics_and_checkpoint_listing(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.25\n")
+    runs.truncate_metrics(str(tmp_path), 2)
+    assert [r["epoch"] for r in runs.read_metrics(str(tmp_path))] == [0, 1]
+    runs.truncate_metrics(str(tmp_path), 0)
+    assert runs.read_metrics(str(tmp_path)) == []
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    for name in ("epoch_0002.keras", "epoch_0010.keras", "partial-epoch_0011.keras",
+                 "notes.txt"):
+        (ckpt / name).write_text("x")
+    assert [e for e, _ in train_lib.checkpoints(str(ckpt))] == [2, 10]
