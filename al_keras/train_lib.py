@@ -127,7 +127,7 @@ def _compile(model, config, steps_per_epoch):
     else:
         learning_rate = config.lr
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
 
 
 def train_and_evaluate(config, workdir, verbose=1):

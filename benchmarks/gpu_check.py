@@ -90,7 +90,8 @@ def main(argv):
         keras.utils.set_random_seed(config.seed)
         model = al_keras.models.get(model_name, input_shape=(32, 32, 3),
                                     num_classes=10, method=method, **options)
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), metrics=["accuracy"],
+                      jit_compile=config.jit_compile)
         steps = 5 if _SMOKE.value else _STEPS_PER_EPOCH
         train = synthetic_cifar(50_000, 0, config.batch_size).repeat()
         test = synthetic_cifar(200 if _SMOKE.value else 2_000, 1, 200)

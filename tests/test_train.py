@@ -139,3 +139,12 @@ def test_truncate_metrics_and_checkpoint_listing(tmp_path):
                  "notes.txt"):
         (ckpt / name).write_text("x")
     assert [e for e, _ in train_lib.checkpoints(str(ckpt))] == [2, 10]
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_jit_compile_key_reaches_compile(jit):
+    config = _digits_config(jit_compile=jit)
+    model = al_keras.models.get("mlp", input_shape=(8, 8, 1), num_classes=10,
+                                **config.model_options.to_dict())
+    train_lib._compile(model, config, steps_per_epoch=10)
+    assert model.jit_compile is jit

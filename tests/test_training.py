@@ -148,6 +148,26 @@ def test_run_eagerly_matches_compiled(digits):
         np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-4)
 
 
+def test_jit_compile_matches_plain_graph(digits):
+    """XLA (train.py's default) computes the same AL step as the plain graph."""
+    (x, y), (x_test, _) = digits
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(6)
+        model = _model()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                      jit_compile=jit)
+        history = model.fit(x[:256], y[:256], batch_size=32, shuffle=False,
+                            epochs=2, verbose=0).history
+        assert model.jit_compile is jit
+        results.append((history, model.predict(x_test[:32], verbose=0)))
+    (plain, plain_pred), (xla, xla_pred) = results
+    assert plain["loss"][-1] < plain["loss"][0]
+    for key in plain:
+        np.testing.assert_allclose(xla[key], plain[key], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(xla_pred, plain_pred, atol=1e-4)
+
+
 def test_exits(digits):
     (x, y), (x_test, y_test) = digits
     model = _model(num_blocks=3)
