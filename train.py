@@ -65,6 +65,11 @@ def main(argv):
         results = train_lib.train_and_evaluate(config, workdir)
     except (config_lib.ConfigError, datasets.DatasetUnavailableError) as e:
         sys.exit(f"train.py: {e}")
+    except KeyboardInterrupt:
+        finished = train_lib.finished_epochs(workdir)
+        print(f"\ntrain.py: interrupted with {finished} epoch(s) saved in {workdir}; "
+              "rerun the same command to continue.", file=sys.stderr)
+        sys.exit(130)
     print(train_lib.summarize(results))
 
 

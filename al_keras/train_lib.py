@@ -86,6 +86,12 @@ def checkpoints(directory):
     return sorted(found)
 
 
+def finished_epochs(workdir):
+    """How many epochs of the run in `workdir` are saved (resume continues there)."""
+    found = checkpoints(os.path.join(workdir, "checkpoints"))
+    return found[-1][0] if found else 0
+
+
 def _write_json(path, value):
     partial = path + ".partial"
     with open(partial, "w") as f:

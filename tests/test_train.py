@@ -66,22 +66,31 @@ def test_a_workdir_of_another_config_is_refused(tmp_path):
                                       workdir, verbose=0)
 
 
-def test_killed_train_py_resumes_at_the_next_epoch(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl_c"])
+def test_interrupted_train_py_resumes_at_the_next_epoch(sig, tmp_path):
     workdir = tmp_path / "run"
     command = [sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}",
                "--config.epochs=4", "--config.export=false"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env, cwd=str(tmp_path))
+    # A shell's background job ignores SIGINT; a terminal's Ctrl-C does not.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=str(tmp_path), text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = workdir / "checkpoints" / "epoch_0001.keras"
     deadline = time.time() + 120
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert first.exists(), proc.communicate()[0][-3000:]
-    proc.send_signal(signal.SIGKILL)  # A real interruption, mid-training.
-    proc.wait()
+    proc.send_signal(sig)  # A real interruption, mid-training.
+    _, stderr = proc.communicate(timeout=120)
     done = [e for e, _ in train_lib.checkpoints(str(workdir / "checkpoints"))]
     assert done and max(done) < 4
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert stderr.splitlines()[-1] == (
+            f"train.py: interrupted with {max(done)} epoch(s) saved in {workdir}; "
+            "rerun the same command to continue.")
+        assert "Traceback" not in stderr
 
     rerun = subprocess.run(command, capture_output=True, text=True, env=env,
                            cwd=str(tmp_path), timeout=300)
