@@ -82,6 +82,9 @@ def markdown_table(runs):
     return "\n".join(lines)
 
 
+_EXIT_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+
 def plot_curves(run_dirs, path):
     """Writes one PNG: accuracy by epoch and local losses, for every run."""
     import matplotlib
@@ -101,14 +104,17 @@ def plot_curves(run_dirs, path):
                             label=f"{label} test")
         acc_ax.plot(epochs, [r.get("accuracy") for r in rows], ls=":",
                     color=line.get_color(), label=f"{label} train")
-        exits = sorted(k for k in keys if k.startswith("val_exit_"))
-        for key in exits[:-1]:  # the last exit is the full path
+        exits = sorted((k for k in keys if k.startswith("val_exit_")),
+                       key=lambda k: int(k.split("_")[2]))
+        for i, key in enumerate(exits[:-1]):  # the last exit is the full path
             acc_ax.plot(epochs, [r.get(key) for r in rows], ls="--", alpha=0.6,
-                        color=line.get_color(),
-                        label=f"{label} exit {key.split('_')[2]}")
+                        color=line.get_color(), marker=_EXIT_MARKERS[i % len(_EXIT_MARKERS)],
+                        markersize=4, label=f"{label} exit {key.split('_')[2]}")
         losses = sorted(k for k in keys if k.startswith(("assoc_loss_", "ae_loss_")))
         for key in losses or ["loss"]:
-            loss_ax.plot(epochs, [r.get(key) for r in rows], label=f"{label} {key}")
+            loss_ax.plot(epochs, [r.get(key) for r in rows],
+                         ls="--" if key.startswith("ae_") else "-",
+                         label=f"{label} {key}")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Local losses (AL) / loss (BP)",
                 yscale="log")
