@@ -5,6 +5,9 @@ Every `configs/<dataset>.py` has `get_config(arg=None)` built from
 `train_lib.train_and_evaluate` calls `validate` before building anything.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -53,6 +56,15 @@ CIFAR_MODELS = {
     "resnet20": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
     "resnet32": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
 }
+
+
+def load_config_module(path):
+    """Imports a config file (`configs/<dataset>.py`) as a module."""
+    name = "config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_arg(arg, **defaults):

@@ -16,7 +16,6 @@ bridge hidden layer, narrow labels, epochs of 5 steps, a small test set)
 to check the script itself on a CPU in about a minute.
 """
 
-import importlib.util
 import os
 import time
 
@@ -26,6 +25,7 @@ import keras
 import tensorflow as tf
 
 import al_keras
+from al_keras import config_lib
 
 _SECONDS = flags.DEFINE_float("seconds_per_run", 110.0, "Training time of each run.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Small models: check the script quickly.")
@@ -35,11 +35,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cifar10_config(arg):
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_config", os.path.join(_ROOT, "configs", "cifar10.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    path = os.path.join(_ROOT, "configs", "cifar10.py")
+    return config_lib.load_config_module(path).get_config(arg)
 
 
 def synthetic_cifar(num, seed, batch_size):
@@ -81,6 +78,7 @@ def main(argv):
     del argv
     print("devices:", [d.name for d in tf.config.list_physical_devices()])
     print("data: SYNTHETIC CIFAR-shaped (no CIFAR-10 is reachable here)")
+    steps = 5 if _SMOKE.value else _STEPS_PER_EPOCH
     rows = []
     for model_name, method in _VARIANTS:
         config = _cifar10_config(f"model={model_name},method={method}")
@@ -92,7 +90,6 @@ def main(argv):
                                     num_classes=10, method=method, **options)
         model.compile(optimizer=keras.optimizers.Adam(config.lr), metrics=["accuracy"],
                       jit_compile=config.jit_compile)
-        steps = 5 if _SMOKE.value else _STEPS_PER_EPOCH
         train = synthetic_cifar(50_000, 0, config.batch_size).repeat()
         test = synthetic_cifar(200 if _SMOKE.value else 2_000, 1, 200)
         limit = TimeLimit(_SECONDS.value)
@@ -110,7 +107,6 @@ def main(argv):
                      examples_per_second))
         print(f"done {model_name} {method}", flush=True)
         keras.backend.clear_session()
-    steps = 5 if _SMOKE.value else _STEPS_PER_EPOCH
     print(f"| model | method | epochs ({steps} steps) | synthetic test accuracy | exits "
           "| train examples/s |")
     print("|---|---|---|---|---|---|")

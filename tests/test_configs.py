@@ -1,6 +1,5 @@
 """Every config and variant: builds, validates, and takes one training step."""
 
-import importlib.util
 import os
 
 import keras
@@ -20,11 +19,7 @@ SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10),
 
 
 def load_config_module(name):
-    spec = importlib.util.spec_from_file_location(
-        f"config_{name}", os.path.join(CONFIG_DIR, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return config_lib.load_config_module(os.path.join(CONFIG_DIR, f"{name}.py"))
 
 
 def _variants():
