@@ -5,9 +5,11 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from al_keras import distribute as distribute_lib
 from al_keras import export as export_lib
 from al_keras import labels as labels_lib
 from al_keras import optimizers as optimizers_lib
+from al_keras import pipeline as pipeline_lib
 from al_keras.layers import AssociatedBlock
 
 OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
@@ -135,7 +137,6 @@ class ALModel(keras.Model):
         self.loss_weights = loss_weights
         self.ae_lr_multiplier = float(ae_lr_multiplier)
 
-        self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.assoc_loss_trackers = [
             keras.metrics.Mean(name=f"assoc_loss_{i}")
             for i in range(1, len(blocks) + 1)
@@ -144,10 +145,15 @@ class ALModel(keras.Model):
             keras.metrics.Mean(name=f"ae_loss_{i}")
             for i in range(1, len(blocks) + 1)
         ]
+        self.total_loss_tracker = _SumOfResults(
+            self.assoc_loss_trackers + self.ae_loss_trackers, name="loss")
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._active_exit = None
         self._exit_functions = _FunctionCache()
+        # The BlockParallel strategy whose scope the model is created in.
+        self._placement = pipeline_lib.PlacementState(
+            distribute_lib.current_block_parallel())
 
     # ------------------------------------------------------------------ build
     @property
@@ -156,9 +162,13 @@ class ALModel(keras.Model):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for block in self.blocks:
+        strategy = self._placement.strategy
+        if strategy is not None:
+            self._placement.devices = strategy.place(self, shape)
+        for index, block in enumerate(self.blocks):
             if not block.built:
-                block.build(shape)
+                with self._placement.device(index):
+                    block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
         if getattr(self, "compiled", False):
             self._build_optimizers()
@@ -181,7 +191,15 @@ class ALModel(keras.Model):
                 "compile(loss_weights=...) is not used by ALModel; give "
                 "per-block weights as ALModel(loss_weights=[...])."
             )
+        if self._placement.strategy is not None:
+            if kwargs.get("jit_compile") is True:
+                raise ValueError(
+                    "jit_compile=True cannot be used with BlockParallel: XLA "
+                    "compiles a step for one device. Leave it unset."
+                )
+            kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self._placement.drain_function = None
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._exit_functions = _FunctionCache()
@@ -204,21 +222,19 @@ class ALModel(keras.Model):
         template = self.optimizer
         if not template.built:
             template.build([])  # It only carries the learning rate and step.
-        self.assoc_optimizers = [
-            optimizers_lib.clone_optimizer(template, 1.0, f"assoc_optimizer_{i}")
-            for i in range(1, self.num_blocks + 1)
-        ]
-        self.ae_optimizers = [
-            optimizers_lib.clone_optimizer(
-                template, self.ae_lr_multiplier, f"ae_optimizer_{i}"
-            )
-            for i in range(1, self.num_blocks + 1)
-        ]
-        for block, assoc_opt, ae_opt in zip(
-            self.blocks, self.assoc_optimizers, self.ae_optimizers
-        ):
-            assoc_opt.build(block.input_side_variables)
-            ae_opt.build(block.label_side_variables)
+        assoc_optimizers, ae_optimizers = [], []
+        for index, block in enumerate(self.blocks):
+            with self._placement.device(index):
+                assoc_opt = optimizers_lib.clone_optimizer(
+                    template, 1.0, f"assoc_optimizer_{index + 1}")
+                ae_opt = optimizers_lib.clone_optimizer(
+                    template, self.ae_lr_multiplier, f"ae_optimizer_{index + 1}")
+                assoc_opt.build(block.input_side_variables)
+                ae_opt.build(block.label_side_variables)
+            assoc_optimizers.append(assoc_opt)
+            ae_optimizers.append(ae_opt)
+        self.assoc_optimizers = assoc_optimizers
+        self.ae_optimizers = ae_optimizers
 
     # --------------------------------------------------------------- metrics
     @property
@@ -241,9 +257,6 @@ class ALModel(keras.Model):
             tracker.update_state(value)
         for tracker, value in zip(self.ae_loss_trackers, ae_losses):
             tracker.update_state(value)
-        self.total_loss_tracker.update_state(
-            tf.add_n(list(assoc_losses) + list(ae_losses))
-        )
 
     # ----------------------------------------------------------- local parts
     def _label_side(self, index, t_prev, sample_weight, training):
@@ -287,8 +300,13 @@ class ALModel(keras.Model):
         """h_exit ... h_1 applied to a bridge output; returns probabilities."""
         t = prediction
         for index in reversed(range(exit)):
-            t = self.blocks[index].label_decoder(t, training=False)
-        scores = tf.cast(t, "float32")
+            with self._placement.device(index):
+                t = self.blocks[index].label_decoder(t, training=False)
+        return self._scores(t)
+
+    def _scores(self, decoded):
+        """Class probabilities from the output of h_1."""
+        scores = tf.cast(decoded, "float32")
         if self.output_loss == "categorical_crossentropy":
             return scores
         scores = tf.nn.relu(scores) + 1e-7
@@ -310,9 +328,11 @@ class ALModel(keras.Model):
     def call(self, inputs, training=None, exit=None):
         exit = self._check_exit(exit)
         s = inputs
-        for block in self.blocks[:exit]:
-            s = block(s, training=training)
-        prediction = self.blocks[exit - 1].bridge(s, training=training)
+        for index, block in enumerate(self.blocks[:exit]):
+            with self._placement.device(index):
+                s = block(s, training=training)
+        with self._placement.device(exit - 1):
+            prediction = self.blocks[exit - 1].bridge(s, training=training)
         return self._decode(prediction, exit)
 
     def compute_output_shape(self, input_shape):
@@ -326,50 +346,132 @@ class ALModel(keras.Model):
             # first traced step; the block optimizers are built with it.
             self.build(x.shape)
         self._follow_learning_rate()
+        if self._placement.pipelined:
+            pipeline_lib.train_step(self, x, y, sample_weight)
+            self.optimizer.iterations.assign_add(1)
+            return self.get_metrics_result()
         t_prev = labels_lib.to_one_hot(y, self.num_classes)
 
         # Label side first (cheap): t_i are the targets of the input side.
         # Its updates are applied last, so that the metrics below decode
         # with the h_i that produced this step's losses.
-        targets, ae_losses, ae_updates = [], [], []
-        for index, (block, optimizer) in enumerate(
-            zip(self.blocks, self.ae_optimizers)
-        ):
-            with tf.GradientTape() as tape:
-                t, loss = self._label_side(index, t_prev, sample_weight, True)
-                scaled = optimizer.scale_loss(loss)
-            variables = block.label_side_variables
-            grads = tape.gradient(scaled, variables)
-            _check_gradients(grads, variables, "auto-encoder", index)
-            ae_updates.append((optimizer, grads, variables))
+        targets, ae_losses, ae_grads = [], [], []
+        for index in range(self.num_blocks):
+            with self._placement.block_scope(index):
+                t, loss, grads = self._label_gradients(
+                    index, t_prev, sample_weight, self.ae_optimizers[index])
             targets.append(t)
             ae_losses.append(loss)
+            ae_grads.append(grads)
             t_prev = t
 
         # Input side: one tape per block; each block's tape and activations
-        # are done with before the next block starts.
+        # are done with before the next block starts.  Block i+1 gets the
+        # s_i computed before block i's update.
         s, assoc_losses = x, []
-        for index, (block, optimizer) in enumerate(
-            zip(self.blocks, self.assoc_optimizers)
-        ):
-            with tf.GradientTape() as tape:
-                s, prediction, loss = self._input_side(
-                    index, s, targets[index], sample_weight, True
-                )
-                scaled = optimizer.scale_loss(loss)
-            variables = block.input_side_variables
-            grads = tape.gradient(scaled, variables)
-            _check_gradients(grads, variables, "associated", index)
-            optimizer.apply(grads, variables)
+        for index, optimizer in enumerate(self.assoc_optimizers):
+            with self._placement.block_scope(index):
+                s, prediction, loss, grads = self._input_gradients(
+                    index, s, targets[index], sample_weight, optimizer)
+                optimizer.apply(grads, self.blocks[index].input_side_variables)
             assoc_losses.append(loss)
 
         y_pred = self._decode(prediction, self.num_blocks)
-        for optimizer, grads, variables in ae_updates:
-            optimizer.apply(grads, variables)
+        for index, (optimizer, grads) in enumerate(
+                zip(self.ae_optimizers, ae_grads)):
+            with self._placement.block_scope(index):
+                optimizer.apply(grads, self.blocks[index].label_side_variables)
         self.optimizer.iterations.assign_add(1)
 
         self._record_losses(assoc_losses, ae_losses)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def _step_logs(self, logs):
+        """The step's logs, as Keras can reduce them over the replicas.
+
+        Keras 3.15 averages a step's logs over the workers of a
+        `MultiWorkerMirroredStrategy` with `reduce("MEAN", axis=0)`, which
+        fails on scalars (keras-team/keras#20585); there each log is given
+        as a vector of one value.
+        """
+        if isinstance(self.distribute_strategy,
+                      tf.distribute.MultiWorkerMirroredStrategy):
+            return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
+
+    def _label_gradients(self, index, t_prev, sample_weight, optimizer):
+        """t_i, the auto-encoder loss and its gradients for g_i, h_i.
+
+        Under a `tf.distribute` strategy the gradients are those of
+        loss / replicas (the optimizer sums them over the replicas); the
+        loss returned is the replica's unscaled one.
+        """
+        with tf.GradientTape() as tape:
+            t, loss = self._label_side(index, t_prev, sample_weight, True)
+            scaled = optimizer.scale_loss(
+                loss / distribute_lib.replicas_in_sync())
+        variables = self.blocks[index].label_side_variables
+        grads = tape.gradient(scaled, variables)
+        _check_gradients(grads, variables, "auto-encoder", index)
+        return t, loss, grads
+
+    def _input_gradients(self, index, s_prev, t, sample_weight, optimizer):
+        """s_i, b_i(s_i), the associated loss and its gradients for f_i, b_i."""
+        with tf.GradientTape() as tape:
+            s, prediction, loss = self._input_side(
+                index, s_prev, t, sample_weight, True)
+            scaled = optimizer.scale_loss(
+                loss / distribute_lib.replicas_in_sync())
+        variables = self.blocks[index].input_side_variables
+        grads = tape.gradient(scaled, variables)
+        _check_gradients(grads, variables, "associated", index)
+        return s, prediction, loss, grads
+
+    def _train_block(self, index, s_prev, t_prev, sample_weight,
+                     optimizers=None):
+        """Block `index`'s whole local step: both losses, both updates.
+
+        Args:
+            optimizers: `(auto-encoder optimizer, associated optimizer)`;
+                default the model's own for that block.
+
+        Returns:
+            `(s_i, t_i, b_i(s_i), assoc_loss, ae_loss)`.
+        """
+        ae_optimizer, assoc_optimizer = optimizers or (
+            self.ae_optimizers[index], self.assoc_optimizers[index])
+        block = self.blocks[index]
+        t, ae_loss, ae_grads = self._label_gradients(
+            index, t_prev, sample_weight, ae_optimizer)
+        s, prediction, assoc_loss, grads = self._input_gradients(
+            index, s_prev, t, sample_weight, assoc_optimizer)
+        assoc_optimizer.apply(grads, block.input_side_variables)
+        ae_optimizer.apply(ae_grads, block.label_side_variables)
+        return s, t, prediction, assoc_loss, ae_loss
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' symbolic build, from one replica's batch.
+
+        Keras 3.15 averages a distributed data batch over the replicas
+        eagerly before building the compiled metrics symbolically; under
+        `MultiWorkerMirroredStrategy` that fails ("Attempt to convert a value
+        (PerReplica...)").  Only the batch's shapes matter, so one local
+        replica's batch is used instead.
+        """
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: self.distribute_strategy
+                    .experimental_local_results(v)[0],
+                    next(it))
+                break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`; a pipelined model drains after each epoch."""
+        if self._placement.pipelined:
+            callbacks = [pipeline_lib.DrainAtEpochEnd(self), *(callbacks or [])]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _follow_learning_rate(self):
         """Block optimizers follow a float learning rate of `model.optimizer`.
@@ -507,6 +609,29 @@ class ALModel(keras.Model):
             for b in config["blocks"]
         ]
         return cls(**config)
+
+
+class _SumOfResults(keras.metrics.Metric):
+    """A metric whose result is the sum of other metrics' results.
+
+    The logged `loss` is the sum of the blocks' mean local losses; in a
+    pipelined step the blocks work on different batches, so it is not
+    tracked as a mean of per-step sums (which it equals otherwise).
+    """
+
+    def __init__(self, metrics, name="loss"):
+        super().__init__(name=name)
+        self._summed = _FunctionCache()
+        self._summed.functions = list(metrics)
+
+    def update_state(self, *args, **kwargs):
+        pass
+
+    def result(self):
+        return tf.add_n([m.result() for m in self._summed.functions])
+
+    def reset_state(self):
+        pass
 
 
 class _FunctionCache:

@@ -1,0 +1,289 @@
+"""Training an `ALModel` on several devices.
+
+Two ways, which answer different needs:
+
+* `BlockParallel` -- **model parallelism, AL's own**: block i of the model
+  (its variables, optimizer slots and ops) lives on device `placement[i]`.
+  No gradient crosses a block boundary, so with `pipeline=True` the blocks
+  train at the same time inside one compiled step, each on the micro-batch
+  the block before it finished the step before (see `al_keras.pipeline`).
+* `tf.distribute.MirroredStrategy` / `MultiWorkerMirroredStrategy` --
+  **data parallelism**: every replica holds the whole model, each block's
+  gradients are all-reduced.  `ALModel` works under them as any Keras model
+  does (`with strategy.scope(): model = ...; model.compile(...)`); see
+  `make_strategy` and the README for launching several hosts (`TF_CONFIG`).
+
+Example:
+
+>>> strategy = al_keras.distribute.BlockParallel()   # every GPU, or CPU
+>>> with strategy.scope():
+...     model = al_keras.models.get("mlp", ...)
+...     model.compile(optimizer="adam", metrics=["accuracy"])
+>>> model.fit(x, y, epochs=5)                        # doctest: +SKIP
+>>> strategy.placement                               # doctest: +SKIP
+['/device:GPU:0', '/device:GPU:0', '/device:GPU:1', '/device:GPU:1']
+"""
+
+import contextlib
+import os
+import threading
+import time
+
+import keras
+import tensorflow as tf
+
+_SCOPES = threading.local()
+
+
+def current_block_parallel():
+    """The `BlockParallel` whose `scope()` is active, or None."""
+    stack = getattr(_SCOPES, "stack", None)
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def _scope_of(strategy):
+    stack = _SCOPES.__dict__.setdefault("stack", [])
+    stack.append(strategy)
+    try:
+        yield strategy
+    finally:
+        stack.pop()
+
+
+def default_devices():
+    """Every logical GPU, or every logical CPU device when there is no GPU."""
+    devices = tf.config.list_logical_devices("GPU")
+    if not devices:
+        devices = tf.config.list_logical_devices("CPU")
+    return [d.name for d in devices]
+
+
+class BlockParallel:
+    """Places the blocks of an `ALModel` on devices, and pipelines them.
+
+    Used like a `tf.distribute` strategy: models created under
+    `strategy.scope()` are placed when they are built.  Block i's variables
+    and optimizer slots are created on its device and its training ops run
+    there; inference (`predict`, `evaluate`) follows the blocks across the
+    devices.
+
+    With `pipeline=True` one training step runs every block at once: block 1
+    on the new batch, block k on the batch block k-1 finished the step
+    before (its `s` and `t` activations wait in a buffer on block k's
+    device).  Each epoch fills and drains the pipeline: after the epoch's
+    last batch, `num_blocks - 1` drain steps let the deeper blocks finish
+    it, so that within every epoch every example trains every block exactly
+    once, and validation, checkpoints and `on_epoch_end` callbacks see
+    fully trained blocks.  Because `ALModel`'s sequential step already feeds
+    block k with the `s_{k-1}` computed *before* block k-1's update of that
+    step, the pipelined epoch computes what the sequential epoch computes:
+    the same updates, in another order (the tests check it to 1e-5).  The
+    training metrics (e.g. `accuracy`) are those of the batch leaving the
+    last block, decoded with the `h_i` of the start of the step.
+
+    `pipeline=False` runs the same placement one block after the other
+    (what TensorFlow's executor overlaps by itself is still overlapped).
+
+    XLA compiles a step for one device, so a placed model is compiled with
+    `jit_compile=False`.  `BlockParallel` does not combine with a
+    `tf.distribute` strategy.
+
+    Args:
+        devices: list of device names (e.g. `["/GPU:0", "/GPU:1"]`); default
+            every logical GPU, or every logical CPU device without a GPU
+            (split the CPU with `split_cpu` before any TensorFlow op).
+        placement: `"auto"` (default): contiguous blocks on each device,
+            balanced by each block's measured training-step cost (the
+            slowest device is made as fast as possible); or a list with the
+            index into `devices` of each block.
+        pipeline: bool, pipeline the blocks (default True).
+        profile_batch_size: batch size of the cost measurement.
+        profile_steps: timed steps per block for the cost measurement.
+
+    Attributes (set when a model is built in the scope):
+        placement: the device name of each block.
+        block_costs: measured seconds per training step of each block
+            (auto placement only, else None).
+        activation_bytes: bytes per example handed from each block to the
+            next (`s_i` and `t_i`).
+    """
+
+    def __init__(self, devices=None, placement="auto", pipeline=True,
+                 profile_batch_size=32, profile_steps=3):
+        self.devices = [tf.DeviceSpec.from_string(d).to_string()
+                        for d in (devices or default_devices())]
+        if not self.devices:
+            raise ValueError("BlockParallel needs at least one device.")
+        if placement != "auto":
+            placement = [int(i) for i in placement]
+            bad = [i for i in placement if not 0 <= i < len(self.devices)]
+            if bad:
+                raise ValueError(
+                    f"placement {placement} names devices {bad}, but there "
+                    f"are {len(self.devices)} devices ({self.devices})."
+                )
+        self.requested_placement = placement
+        self.pipeline = bool(pipeline)
+        self.profile_batch_size = int(profile_batch_size)
+        self.profile_steps = int(profile_steps)
+        self.placement = None
+        self.block_costs = None
+        self.activation_bytes = None
+        self._models = []
+
+    def scope(self):
+        """Context in which `ALModel`s are created and compiled."""
+        if tf.distribute.has_strategy():
+            raise ValueError(
+                "BlockParallel cannot be combined with the tf.distribute "
+                f"strategy {type(tf.distribute.get_strategy()).__name__}."
+            )
+        return _scope_of(self)
+
+    def examples_trained(self):
+        """Per block, how many examples it has trained on (all fits)."""
+        states = [m._placement.holder for m in self._models
+                  if m._placement.holder is not None]
+        if not states:
+            return None
+        return [int(c.numpy()) for c in states[-1].examples]
+
+    # ---------------------------------------------------------------- plan
+    def place(self, model, input_shape):
+        """Chooses the device of each block of `model`; returns the names."""
+        num_blocks = model.num_blocks
+        if self.requested_placement == "auto":
+            if len(self.devices) == 1:
+                indices = [0] * num_blocks
+            else:
+                from al_keras import pipeline_simulator
+                self.block_costs, self.activation_bytes = measure_block_costs(
+                    model, input_shape, self.profile_batch_size,
+                    self.profile_steps, device=self.devices[0])
+                indices = pipeline_simulator.balanced_partition(
+                    self.block_costs, len(self.devices))
+        else:
+            indices = self.requested_placement
+            if len(indices) != num_blocks:
+                raise ValueError(
+                    f"placement has {len(indices)} entries but the model has "
+                    f"{num_blocks} blocks: give one device index per block."
+                )
+        self.placement = [self.devices[i] for i in indices]
+        self._models.append(model)
+        return list(self.placement)
+
+
+def measure_block_costs(model, input_shape, batch_size=32, steps=3,
+                        device=None):
+    """Seconds per training step of each block, and bytes handed on.
+
+    Times each block's local step (both tapes, both Adam updates) on random
+    data, on a copy of `model` (the model itself is not built nor touched).
+
+    Returns:
+        `(seconds, activation_bytes)`: lists with one float / int per block;
+        `activation_bytes[i]` are the bytes per example of `s_i` and `t_i`.
+    """
+    with _scope_of(None), tf.device(device):
+        copy = model.__class__.from_config(model.get_config())
+        shape = (batch_size,) + tuple(input_shape)[1:]
+        copy.build((None,) + shape[1:])
+        s = tf.random.uniform(shape)
+        t = tf.one_hot(tf.zeros([batch_size], "int32"), model.num_classes)
+        seconds, sizes = [], []
+        for index, block in enumerate(copy.blocks):
+            optimizers = (keras.optimizers.Adam(), keras.optimizers.Adam())
+            optimizers[0].build(block.label_side_variables)
+            optimizers[1].build(block.input_side_variables)
+            step = tf.function(
+                lambda s, t, i=index: copy._train_block(i, s, t, None,
+                                                        optimizers))
+            s_next, t_next, *_ = step(s, t)  # Traces and warms up.
+            start = time.perf_counter()
+            for _ in range(steps):
+                result = step(s, t)
+            tf.nest.map_structure(lambda r: r.numpy(), result)
+            seconds.append((time.perf_counter() - start) / steps)
+            sizes.append(int((tf.size(s_next).numpy() * s_next.dtype.size
+                              + tf.size(t_next).numpy() * t_next.dtype.size)
+                             // batch_size))
+            s = tf.cast(s_next, "float32")
+            t = tf.cast(t_next, "float32")
+    return seconds, sizes
+
+
+def split_cpu(num_devices, threads_per_device=1):
+    """Splits the CPU into `num_devices` logical devices; returns their names.
+
+    Must run before TensorFlow runs any op.  Sets TensorFlow's thread pools
+    to `threads_per_device` threads per op and `num_devices` concurrent ops,
+    so that the devices work at the same time (on a CPU they share one
+    pool).  A no-op returning the existing devices if already split so.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is not None and len(current) == num_devices:
+        return [d.name for d in tf.config.list_logical_devices("CPU")]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
+        tf.config.threading.set_intra_op_parallelism_threads(threads_per_device)
+        tf.config.threading.set_inter_op_parallelism_threads(num_devices)
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"Cannot split the CPU into {num_devices} devices: TensorFlow has "
+            "already run an op in this process; split it first thing."
+        ) from e
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def make_strategy(kind, num_devices=0, placement="auto", pipeline=True):
+    """The strategy of `config.distribute`; call it before any TF op.
+
+    Args:
+        kind: `"none"`, `"blocks"`, `"mirrored"` or `"multi_worker"`.
+        num_devices: devices to use (0: every GPU; without a GPU, the CPU
+            split into one logical device per core).
+        placement: `"auto"` or a list of device indices, for `"blocks"`.
+        pipeline: bool, for `"blocks"`.
+
+    Returns:
+        A `BlockParallel`, a `tf.distribute.Strategy`, or None for `"none"`.
+    """
+    if kind == "none":
+        return None
+    if kind == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "distribute=multi_worker needs the TF_CONFIG environment "
+                "variable (cluster and task of this worker); see the README's "
+                "'Several hosts' section."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices:
+        devices = split_cpu(num_devices or os.cpu_count() or 1)
+    if num_devices:
+        if num_devices > len(devices):
+            raise ValueError(
+                f"num_devices={num_devices} but only {len(devices)} devices "
+                f"are visible ({devices})."
+            )
+        devices = devices[:num_devices]
+    if kind == "blocks":
+        return BlockParallel(devices, placement=placement, pipeline=pipeline)
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    raise ValueError(f"Unknown distribute {kind!r}.")
+
+
+def strategy_scope(strategy):
+    """`strategy.scope()`, or a no-op context for None."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def replicas_in_sync():
+    """Number of replicas whose gradients are summed (1 without a strategy)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync

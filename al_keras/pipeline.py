@@ -1,0 +1,251 @@
+"""The pipelined training step of `BlockParallel(pipeline=True)`.
+
+Step n of a model of L blocks: block 1 trains on batch n, block k on batch
+n - k + 1, whose `s_{k-1}`, `t_{k-1}`, labels and sample weights block k-1
+left in the buffer of boundary k-1 (variables on block k's device) in step
+n - 1.  All buffers are read at the start of the step and written at its
+end, so the L blocks' local steps share no variable and TensorFlow's
+executor runs them at the same time.  A block whose buffer is empty (pipeline
+filling at the start of an epoch, draining at its end) skips its update.
+
+`drain(model)` runs the L - 1 steps that finish the batches still in the
+buffers; `ALModel.fit` calls it after the last batch of each epoch.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from al_keras import labels as labels_lib
+
+
+class PlacementState:
+    """Where an `ALModel`'s blocks live, and its pipeline buffers.
+
+    A plain object so that Keras neither tracks nor saves it: the buffers
+    hold activations in flight, not model state.
+    """
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.devices = None  # Device name per block, once built.
+        self.holder = None  # _Buffers, once a pipelined step is traced.
+        self.drain_function = None
+
+    @property
+    def pipelined(self):
+        return self.strategy is not None and self.strategy.pipeline
+
+    def device(self, index):
+        """`tf.device` scope of block `index` (a no-op when not placed).
+
+        Not `tf.device(None)`, which would clear the device a
+        `tf.distribute` replica runs on.
+        """
+        if not self.devices:
+            return contextlib.nullcontext()
+        return tf.device(self.devices[index])
+
+    @contextlib.contextmanager
+    def block_scope(self, index):
+        """Block `index`'s device and name scope (`block_<i>`, 1-based)."""
+        with self.device(index), tf.name_scope(f"block_{index + 1}"):
+            yield
+
+
+class _Buffers:
+    """Per boundary: the activations, labels and weights handed on."""
+
+    def __init__(self, model, x, y):
+        state = model._placement
+        spec = keras.KerasTensor((None,) + tuple(x.shape[1:]), dtype=x.dtype)
+        self.x_spec = tf.TensorSpec(spec.shape, x.dtype)
+        self.y_spec = tf.TensorSpec((None,) + tuple(y.shape[1:]), y.dtype)
+        self.boundaries, self.examples = [], []
+        for index, block in enumerate(model.blocks):
+            spec = block.compute_output_spec(spec)
+            with state.device(index):
+                self.examples.append(
+                    tf.Variable(0, dtype="int64", trainable=False,
+                                name=f"examples_trained_{index + 1}"))
+            if index + 1 == model.num_blocks:
+                break
+            with state.device(index + 1):
+                self.boundaries.append({
+                    "s": _empty_variable((None,) + tuple(spec.shape[1:]),
+                                         spec.dtype),
+                    "t": _empty_variable((None, block.label_units),
+                                         block.label_encoder.compute_dtype),
+                    "y": _empty_variable(self.y_spec.shape, y.dtype),
+                    "sample_weight": _empty_variable((None,), "float32"),
+                })
+
+    def check(self, x, y):
+        for name, value, spec in (("inputs", x, self.x_spec),
+                                  ("labels", y, self.y_spec)):
+            if (value.dtype != spec.dtype
+                    or not spec.shape.is_compatible_with(value.shape)):
+                raise ValueError(
+                    f"A pipelined ALModel was first trained on {name} of "
+                    f"{spec.shape} {spec.dtype.name} and now gets "
+                    f"{value.shape} {value.dtype.name}; keep the format "
+                    "(or make a new model)."
+                )
+
+
+def _empty_variable(shape, dtype):
+    shape = tf.TensorShape(shape)
+    return tf.Variable(tf.zeros([0] + shape[1:].as_list(), dtype),
+                       shape=shape, trainable=False)
+
+
+def train_step(model, x, y, sample_weight):
+    """One pipelined step; updates the loss trackers and compiled metrics."""
+    state = model._placement
+    if state.holder is None:
+        with tf.init_scope():
+            state.holder = _Buffers(model, x, y)
+    buffers = state.holder
+    buffers.check(x, y)
+    if sample_weight is None:
+        sample_weight = tf.ones(tf.shape(x)[:1])
+    sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
+    # Every read comes before every write (TF orders the ops on a variable
+    # as written), and before any block updates its h_i.
+    incoming = [(x, labels_lib.to_one_hot(y, model.num_classes), y,
+                 sample_weight)]
+    for boundary in buffers.boundaries:
+        incoming.append(tuple(boundary[k].read_value()
+                              for k in ("s", "t", "y", "sample_weight")))
+    decoders = [
+        (
+            [tf.convert_to_tensor(v) for v in b.label_decoder.trainable_variables],
+            [tf.convert_to_tensor(v)
+             for v in b.label_decoder.non_trainable_variables],
+        )
+        for b in model.blocks
+    ]
+
+    outgoing, active, assoc_losses, ae_losses = [], [], [], []
+    for index in range(model.num_blocks):
+        s_prev, t_prev, labels, weights = incoming[index]
+        with state.block_scope(index):
+            is_active = tf.shape(s_prev)[0] > 0
+            s, t, prediction, assoc, ae = tf.cond(
+                is_active,
+                lambda: _train(model, buffers, index, s_prev, t_prev, weights),
+                lambda: _idle(model, index, buffers),
+            )
+        outgoing.append((s, t, labels, weights))
+        active.append(tf.cast(is_active, "float32"))
+        assoc_losses.append(assoc)
+        ae_losses.append(ae)
+
+    for index, boundary in enumerate(buffers.boundaries):
+        with state.device(index + 1):
+            for key, value in zip(("s", "t", "y", "sample_weight"),
+                                  outgoing[index]):
+                boundary[key].assign(value)
+
+    for index in range(model.num_blocks):
+        model.assoc_loss_trackers[index].update_state(
+            assoc_losses[index], sample_weight=active[index])
+        model.ae_loss_trackers[index].update_state(
+            ae_losses[index], sample_weight=active[index])
+    _, _, labels, weights = incoming[-1]
+    with state.device(model.num_blocks - 1):
+        y_pred = _decode(model, prediction, decoders)
+    model.compute_metrics(None, labels, y_pred, weights)
+
+
+def _train(model, buffers, index, s_prev, t_prev, sample_weight):
+    s, t, prediction, assoc, ae = model._train_block(
+        index, s_prev, t_prev, sample_weight)
+    buffers.examples[index].assign_add(
+        tf.cast(tf.shape(s_prev)[0], "int64"))
+    s, t = _handed_on(buffers, index, s, t)
+    return s, t, tf.cast(prediction, "float32"), assoc, ae
+
+
+def _idle(model, index, buffers):
+    block = model.blocks[index]
+    if index < len(buffers.boundaries):
+        boundary = buffers.boundaries[index]
+        s = tf.zeros([0] + boundary["s"].shape[1:].as_list(), boundary["s"].dtype)
+        t = tf.zeros([0] + boundary["t"].shape[1:].as_list(), boundary["t"].dtype)
+    else:
+        s, t = _handed_on(buffers, index, None, None)
+    prediction = tf.zeros([0, block.label_units], "float32")
+    return s, t, prediction, tf.constant(0.0), tf.constant(0.0)
+
+
+def _handed_on(buffers, index, s, t):
+    """`s`, `t` in the buffer's dtypes; placeholders from the last block."""
+    if index == len(buffers.boundaries):  # The last block hands nothing on.
+        return tf.zeros([0]), tf.zeros([0])
+    boundary = buffers.boundaries[index]
+    return tf.cast(s, boundary["s"].dtype), tf.cast(t, boundary["t"].dtype)
+
+
+def _decode(model, prediction, decoders):
+    """h_L ... h_1 with the weights read at the start of the step."""
+    t = prediction
+    for block, (trainable, non_trainable) in zip(
+            reversed(model.blocks), reversed(decoders)):
+        t, _ = block.label_decoder.stateless_call(
+            trainable, non_trainable, t)
+    return model._scores(t)
+
+
+def drain(model):
+    """Finishes the batches still in the pipeline (L - 1 steps)."""
+    state = model._placement
+    buffers = state.holder
+    if buffers is None or not buffers.boundaries:
+        return
+    if state.drain_function is None:
+        def drain_step(x, y):
+            train_step(model, x, y, None)
+
+        # Traced for any batch size: an input of static size 0 would let
+        # Grappler fold the buffers' shapes to 0 in the whole step.
+        state.drain_function = drain_step if model.run_eagerly else tf.function(
+            drain_step, autograph=False,
+            input_signature=[buffers.x_spec, buffers.y_spec])
+    x = tf.zeros([0] + buffers.x_spec.shape[1:].as_list(), buffers.x_spec.dtype)
+    y = tf.zeros([0] + buffers.y_spec.shape[1:].as_list(), buffers.y_spec.dtype)
+    for _ in buffers.boundaries:
+        state.drain_function(x, y)
+
+
+class DrainAtEpochEnd(keras.callbacks.Callback):
+    """Drains the pipeline after each epoch's last batch (and at the end).
+
+    When the epoch's length is unknown (a dataset of unknown cardinality in
+    its first epoch) it drains in `on_epoch_end`, i.e. after validation.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self._pipelined_model = model
+        self._drained = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._drained = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = self.params.get("steps")
+        if steps and batch + 1 >= steps:
+            self._drain()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._drain()
+
+    def on_train_end(self, logs=None):
+        self._drain()
+
+    def _drain(self):
+        if not self._drained:
+            drain(self._pipelined_model)
+            self._drained = True

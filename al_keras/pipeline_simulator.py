@@ -1,0 +1,521 @@
+"""Analytic timing model of AL and BP schedules on several devices.
+
+An Associated Learning network is a chain of blocks. Block k's input side
+(f_k, then the bridge b_k) and its local backward+update, plus its cheap
+label side (g_k/h_k), form a unit of work; no gradient crosses a block
+boundary. Blocks can therefore be placed on K devices and pipelined: in one
+step, stage d works on the micro-batch that stage d-1 finished the step
+before, and only the activations s_k (input side) and t_k (label side) are
+handed from one device to the next.
+
+This module turns measured per-block costs (`BlockCost`) into step times for
+a few schedules (`simulate`), prints them as a table (`simulate_table`) and
+provides the exact contiguous block placement (`balanced_partition`) used for
+automatic placement. Pure Python; it does not import TensorFlow.
+
+All times are seconds per batch, all sizes bytes per batch.
+"""
+
+import dataclasses
+import itertools
+import math
+
+# Nominal link bandwidths in bytes/s, per direction; real throughput is lower.
+#   nvlink: NVLink 3 on A100, ~300 GB/s per direction (600 GB/s total).
+#   pcie4:  PCIe 4.0 x16, ~32 GB/s nominal, ~25 GB/s achievable.
+#   10gbe:  10 Gigabit Ethernet, 10 Gbit/s = 1.25 GB/s.
+LINKS = {"nvlink": 300e9, "pcie4": 25e9, "10gbe": 1.25e9}
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockCost:
+    """Measured cost of one block.
+
+    Attributes:
+        forward: seconds per batch for the input-side forward of the block
+            (f_k then the bridge b_k).
+        backward: seconds per batch for the input-side backward and the
+            optimizer update.
+        label: seconds per batch for the label side (g_k/h_k forward,
+            backward and update). 0 for a BP block.
+        activation_bytes: bytes per batch handed to the next block (s_k plus
+            t_k for AL; the activation for BP, whose gradient of the same
+            size travels back).
+    """
+
+    forward: float
+    backward: float
+    label: float = 0.0
+    activation_bytes: float = 0
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"BlockCost.{field.name} must be a finite number >= 0, "
+                    f"got {value!r}."
+                )
+
+    @property
+    def compute(self):
+        """Seconds per batch of all the block's work: forward+backward+label."""
+        return self.forward + self.backward + self.label
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleResult:
+    """Timing of one schedule on a given number of devices.
+
+    Attributes:
+        schedule: the schedule's name, e.g. "al_pipelined".
+        step_time: seconds per batch (per training step).
+        throughput: batches per second, 1 / step_time.
+        speedup_vs_al1: al_one_device's step time / step_time.
+        speedup_vs_bp1: bp_one_device's step time / step_time.
+        efficiency: speedup / num_devices, where speedup is speedup_vs_al1
+            for AL schedules and speedup_vs_bp1 for BP schedules; devices
+            left unused (num_devices > blocks) count as idle.
+        devices_used: devices that hold at least one block.
+        placement: device index of each block.
+        bubble_fraction: idle share of the pipeline due to fill and drain
+            (gpipe, and al_pipelined when steps_per_epoch is given), 0.0
+            for al_pipelined without it, None for unpipelined schedules.
+        bottleneck: what determines step_time, in words.
+    """
+
+    schedule: str
+    step_time: float
+    throughput: float
+    speedup_vs_al1: float
+    speedup_vs_bp1: float
+    efficiency: float
+    devices_used: int
+    placement: tuple
+    bubble_fraction: object
+    bottleneck: str
+
+    @property
+    def is_bp(self):
+        """Whether this is a BP schedule (compared against bp_one_device)."""
+        return self.schedule.startswith("bp_") or self.schedule == "gpipe"
+
+    @property
+    def speedup(self):
+        """speedup_vs_bp1 for BP schedules, speedup_vs_al1 for AL schedules."""
+        return self.speedup_vs_bp1 if self.is_bp else self.speedup_vs_al1
+
+
+def balanced_partition(costs, num_devices):
+    """Splits a chain of blocks into contiguous groups, one per device.
+
+    Minimises the largest per-device sum of costs exactly (dynamic
+    programming over prefixes, O(num_devices * len(costs)^2)): well under a
+    second for 100 blocks.
+
+    Args:
+        costs: sequence of per-block costs, finite and >= 0.
+        num_devices: int >= 1.
+
+    Returns:
+        A list with the device index of each block: starts at 0,
+        non-decreasing in steps of 0 or 1, and every device in
+        range(min(num_devices, len(costs))) gets at least one block. With
+        more devices than blocks, block k goes on device k and the rest are
+        left unused.
+
+    Raises:
+        ValueError: num_devices < 1, costs empty, or a cost negative or not
+            finite.
+    """
+    costs = [float(cost) for cost in costs]
+    if not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"num_devices must be an int >= 1, got {num_devices!r}.")
+    if not costs:
+        raise ValueError("costs is empty: there are no blocks to place.")
+    for index, cost in enumerate(costs):
+        if not math.isfinite(cost) or cost < 0:
+            raise ValueError(
+                f"costs must be finite and >= 0; costs[{index}] is {cost!r}."
+            )
+    num_blocks = len(costs)
+    if num_devices >= num_blocks:
+        return list(range(num_blocks))
+
+    # segment[i][j]: sum of costs[i:j], added left to right like sum().
+    segment = [[0.0] * (num_blocks + 1) for _ in range(num_blocks + 1)]
+    for start in range(num_blocks):
+        total = 0.0
+        for end in range(start + 1, num_blocks + 1):
+            total += costs[end - 1]
+            segment[start][end] = total
+
+    # best[d][i]: least bottleneck of blocks[:i] on devices 0..d-1, each
+    # device non-empty; cut[d][i]: where device d-1's blocks start then.
+    best = [[math.inf] * (num_blocks + 1) for _ in range(num_devices + 1)]
+    cut = [[0] * (num_blocks + 1) for _ in range(num_devices + 1)]
+    for end in range(1, num_blocks - num_devices + 2):
+        best[1][end] = segment[0][end]
+    for devices in range(2, num_devices + 1):
+        blocks_left_for_later = num_devices - devices
+        for end in range(devices, num_blocks - blocks_left_for_later + 1):
+            best_value, best_start = math.inf, devices - 1
+            for start in range(devices - 1, end):
+                value = max(best[devices - 1][start], segment[start][end])
+                if value < best_value:
+                    best_value, best_start = value, start
+            best[devices][end] = best_value
+            cut[devices][end] = best_start
+
+    placement = [0] * num_blocks
+    end = num_blocks
+    for devices in range(num_devices, 0, -1):
+        start = cut[devices][end] if devices > 1 else 0
+        for block in range(start, end):
+            placement[block] = devices - 1
+        end = start
+    return placement
+
+
+def uniform_blocks(num_blocks, forward, backward, label=0.0, activation_bytes=0):
+    """A synthetic model of identical blocks.
+
+    For example, a deeper model of 8 blocks with a measured model's mean
+    block cost.
+
+    Args:
+        num_blocks: int >= 1.
+        forward, backward, label, activation_bytes: as in `BlockCost`.
+
+    Returns:
+        A list of num_blocks equal `BlockCost`s.
+    """
+    if not isinstance(num_blocks, int) or num_blocks < 1:
+        raise ValueError(f"num_blocks must be an int >= 1, got {num_blocks!r}.")
+    block = BlockCost(forward, backward, label, activation_bytes)
+    return [block] * num_blocks
+
+
+def _resolve_bandwidth(link_bandwidth):
+    """Bytes/s from a number, a key of LINKS, or None (infinite)."""
+    if link_bandwidth is None:
+        return None
+    if isinstance(link_bandwidth, str):
+        if link_bandwidth not in LINKS:
+            raise ValueError(
+                f"Unknown link {link_bandwidth!r}; known: {sorted(LINKS)}."
+            )
+        return LINKS[link_bandwidth]
+    if not link_bandwidth > 0:
+        raise ValueError(
+            f"link_bandwidth must be > 0 bytes/s or None, got {link_bandwidth!r}."
+        )
+    return float(link_bandwidth)
+
+
+def _transfer_time(num_bytes, bandwidth, latency):
+    """Seconds to hand num_bytes over one link: latency + bytes / bandwidth."""
+    if bandwidth is None:
+        return latency
+    return latency + num_bytes / bandwidth
+
+
+def _boundaries(placement):
+    """Indices k of the blocks whose output crosses to another device."""
+    return [
+        block
+        for block in range(len(placement) - 1)
+        if placement[block] != placement[block + 1]
+    ]
+
+
+def _device_sums(placement, values):
+    """Per-device sums of values, in device order."""
+    sums = [0.0] * (placement[-1] + 1)
+    for device, value in zip(placement, values):
+        sums[device] += value
+    return sums
+
+
+def _validate_blocks(blocks, name):
+    blocks = list(blocks)
+    if not blocks:
+        raise ValueError(f"{name} is empty: there are no blocks to simulate.")
+    for index, block in enumerate(blocks):
+        if not isinstance(block, BlockCost):
+            raise ValueError(
+                f"{name}[{index}] must be a BlockCost, got {type(block).__name__}."
+            )
+    if sum(block.compute for block in blocks) <= 0:
+        raise ValueError(f"{name} have zero total cost; nothing to time.")
+    return blocks
+
+
+def simulate(
+    blocks,
+    num_devices,
+    *,
+    bp_costs=None,
+    link_bandwidth=None,
+    link_latency=0.0,
+    micro_batches=4,
+    steps_per_epoch=None,
+):
+    """Step time of AL and BP schedules on num_devices devices.
+
+    Notation: L blocks with forward F_k, backward B_k, label side G_k and
+    activation A_k bytes; a transfer of n bytes takes T(n) = link_latency +
+    n / link_bandwidth (just link_latency when link_bandwidth is None).
+    Blocks are placed with `balanced_partition` on F_k+B_k (BP schedules)
+    or F_k+B_k+G_k (AL schedules); K' = devices used = min(K, L); a
+    "boundary" is a block k whose successor sits on another device.
+
+    BP schedules use bp_costs (the BP twin's blocks). When it is None they
+    reuse the AL blocks' forward/backward without the label side: an
+    approximation, since the AL forward also includes the bridge.
+
+    Schedules:
+      bp_one_device: sum_k (F_k + B_k). Independent of K.
+      bp_model_parallel: blocks split over K devices, one batch in flight:
+        sum_k (F_k + B_k) + sum_boundaries 2 T(A_k) (activation forward,
+        gradient backward). Never faster than bp_one_device.
+      gpipe: the batch cut into m = micro_batches micro-batches:
+        (m + K' - 1) (max_d F_d + max_d B_d) / m
+        + sum_boundaries 2 T(A_k / m), with F_d, B_d the per-device sums;
+        bubble fraction (K' - 1) / (m + K' - 1).
+      al_one_device: sum_k (F_k + B_k + G_k), the serial reference.
+      al_placed: blocks on K devices in one step graph, no pipelining; the
+        executor overlaps independent ops, but device d can start only when
+        its input has come down the forward chain:
+        max_d (arrival_d + W_d), arrival_d = sum of F_k of the blocks on
+        devices before d + sum of T(A_k) of the boundaries before d, and
+        W_d = sum of F_k + B_k + G_k of d's blocks. This is at least
+        max_d W_d (the busiest device) and at least sum_k F_k + transfers
+        + B_L (the forward chain, then the last backward).
+      al_pipelined: each device works on a different batch every step and
+        transfers overlap compute on their own link:
+        max(max_d W_d, max_boundaries T(A_k)), times the fill/drain factor
+        (S + K' - 1) / S when S = steps_per_epoch is given (the pipeline
+        fills and drains once per epoch).
+
+    Args:
+        blocks: sequence of `BlockCost`, the AL blocks in order.
+        num_devices: int K >= 1.
+        bp_costs: optional sequence of `BlockCost` for the BP twin.
+        link_bandwidth: bytes/s of each device-to-device link, a key of
+            LINKS, or None for infinitely fast links.
+        link_latency: seconds added to every transfer, >= 0.
+        micro_batches: int m >= 1, micro-batches per batch for gpipe.
+        steps_per_epoch: optional int >= 1; when given, al_pipelined pays
+            its fill and drain once per this many steps.
+
+    Returns:
+        A dict from schedule name to `ScheduleResult`, in the order
+        bp_one_device, bp_model_parallel, gpipe, al_one_device, al_placed,
+        al_pipelined.
+
+    Raises:
+        ValueError: on empty blocks, zero total cost, num_devices < 1,
+            micro_batches < 1, steps_per_epoch < 1, link_bandwidth <= 0 or
+            link_latency < 0.
+    """
+    blocks = _validate_blocks(blocks, "blocks")
+    if bp_costs is None:
+        bp_blocks = [
+            BlockCost(block.forward, block.backward, 0.0, block.activation_bytes)
+            for block in blocks
+        ]
+    else:
+        bp_blocks = _validate_blocks(bp_costs, "bp_costs")
+    if not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"num_devices must be an int >= 1, got {num_devices!r}.")
+    if not isinstance(micro_batches, int) or micro_batches < 1:
+        raise ValueError(f"micro_batches must be an int >= 1, got {micro_batches!r}.")
+    if steps_per_epoch is not None and (
+        not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+    ):
+        raise ValueError(
+            f"steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}."
+        )
+    if not (math.isfinite(link_latency) and link_latency >= 0):
+        raise ValueError(f"link_latency must be >= 0 seconds, got {link_latency!r}.")
+    bandwidth = _resolve_bandwidth(link_bandwidth)
+
+    def transfer(num_bytes):
+        return _transfer_time(num_bytes, bandwidth, link_latency)
+
+    timings = {}  # name -> (step_time, placement, bubble_fraction, bottleneck)
+
+    # --- BP schedules -----------------------------------------------------
+    bp_total = sum(block.forward + block.backward for block in bp_blocks)
+    timings["bp_one_device"] = (
+        bp_total, [0] * len(bp_blocks), None, "all blocks in series on one device"
+    )
+
+    bp_placement = balanced_partition(
+        [block.forward + block.backward for block in bp_blocks], num_devices
+    )
+    bp_boundaries = _boundaries(bp_placement)
+    round_trips = sum(
+        2 * transfer(bp_blocks[block].activation_bytes) for block in bp_boundaries
+    )
+    timings["bp_model_parallel"] = (
+        bp_total + round_trips,
+        bp_placement,
+        None,
+        f"all blocks in series plus {len(bp_boundaries)} activation/gradient "
+        f"round trips ({round_trips:.4g} s)",
+    )
+
+    stages = bp_placement[-1] + 1
+    stage_forward = max(
+        _device_sums(bp_placement, [block.forward for block in bp_blocks])
+    )
+    stage_backward = max(
+        _device_sums(bp_placement, [block.backward for block in bp_blocks])
+    )
+    micro_transfers = sum(
+        2 * transfer(bp_blocks[block].activation_bytes / micro_batches)
+        for block in bp_boundaries
+    )
+    gpipe_time = (
+        (micro_batches + stages - 1) * (stage_forward + stage_backward) / micro_batches
+        + micro_transfers
+    )
+    timings["gpipe"] = (
+        gpipe_time,
+        bp_placement,
+        (stages - 1) / (micro_batches + stages - 1),
+        f"{micro_batches} micro-batches through {stages} stages, "
+        f"slowest stage {stage_forward + stage_backward:.4g} s per batch",
+    )
+
+    # --- AL schedules -----------------------------------------------------
+    al_total = sum(block.compute for block in blocks)
+    timings["al_one_device"] = (
+        al_total, [0] * len(blocks), None, "all blocks in series on one device"
+    )
+
+    al_placement = balanced_partition([block.compute for block in blocks], num_devices)
+    al_boundaries = _boundaries(al_placement)
+    device_work = _device_sums(al_placement, [block.compute for block in blocks])
+
+    arrival, finish_times = 0.0, []
+    for device, work in enumerate(device_work):
+        finish_times.append(arrival + work)
+        device_blocks = [b for b, d in enumerate(al_placement) if d == device]
+        arrival += sum(blocks[b].forward for b in device_blocks)
+        if device_blocks[-1] < len(blocks) - 1:
+            arrival += transfer(blocks[device_blocks[-1]].activation_bytes)
+    slowest = max(range(len(finish_times)), key=finish_times.__getitem__)
+    timings["al_placed"] = (
+        finish_times[slowest],
+        al_placement,
+        None,
+        f"device {slowest} waits {finish_times[slowest] - device_work[slowest]:.4g} s "
+        f"for its input, then works {device_work[slowest]:.4g} s",
+    )
+
+    busiest = max(range(len(device_work)), key=device_work.__getitem__)
+    steady_step = device_work[busiest]
+    bottleneck = f"device {busiest} compute ({steady_step:.4g} s)"
+    for block in al_boundaries:
+        link_time = transfer(blocks[block].activation_bytes)
+        if link_time > steady_step:
+            steady_step = link_time
+            bottleneck = f"link after block {block} ({link_time:.4g} s)"
+    al_stages = al_placement[-1] + 1
+    if steps_per_epoch is None:
+        pipelined_time, bubble = steady_step, 0.0
+    else:
+        fill_drain = (steps_per_epoch + al_stages - 1) / steps_per_epoch
+        pipelined_time = steady_step * fill_drain
+        bubble = (al_stages - 1) / (steps_per_epoch + al_stages - 1)
+        bottleneck += f", fill/drain x{fill_drain:.4g}"
+    timings["al_pipelined"] = (pipelined_time, al_placement, bubble, bottleneck)
+
+    results = {}
+    for name, (step_time, placement, bubble, reason) in timings.items():
+        speedup_vs_al1 = al_total / step_time
+        speedup_vs_bp1 = bp_total / step_time
+        is_bp = name.startswith("bp_") or name == "gpipe"
+        results[name] = ScheduleResult(
+            schedule=name,
+            step_time=step_time,
+            throughput=1.0 / step_time,
+            speedup_vs_al1=speedup_vs_al1,
+            speedup_vs_bp1=speedup_vs_bp1,
+            efficiency=(speedup_vs_bp1 if is_bp else speedup_vs_al1) / num_devices,
+            devices_used=placement[-1] + 1,
+            placement=tuple(placement),
+            bubble_fraction=bubble,
+            bottleneck=reason,
+        )
+    return results
+
+
+def _describe_link(link_bandwidth, link_latency):
+    """One line on the link assumption of a table."""
+    bandwidth = _resolve_bandwidth(link_bandwidth)
+    if bandwidth is None:
+        text = "free transfers (infinite bandwidth)"
+    else:
+        names = [name for name, value in LINKS.items() if value == bandwidth]
+        label = f"{names[0]}, " if names else ""
+        text = f"{label}{bandwidth / 1e9:.4g} GB/s per device boundary"
+    return f"Link: {text}, latency {link_latency:g} s per transfer."
+
+
+def simulate_table(blocks, device_counts=(1, 2, 4, 8), **kwargs):
+    """A fixed-width text table of `simulate` over several device counts.
+
+    Rows are schedules, columns device counts K; each cell reads
+    "speedup x (efficiency)", the speedup of AL rows over al_one_device and
+    of BP rows over bp_one_device.
+
+    Args:
+        blocks: sequence of `BlockCost`.
+        device_counts: device counts K, one column each.
+        **kwargs: passed on to `simulate` (bp_costs, link_bandwidth,
+            link_latency, micro_batches, steps_per_epoch).
+
+    Returns:
+        The table as a string, ending with lines on the link assumption,
+        micro-batches and steps per epoch.
+    """
+    device_counts = list(device_counts)
+    if not device_counts:
+        raise ValueError("device_counts is empty: the table needs a column.")
+    columns = [simulate(blocks, count, **kwargs) for count in device_counts]
+    names = list(columns[0])
+    name_width = max(len("schedule"), *(len(name) for name in names))
+    cells = [
+        [
+            f"{result[name].speedup:.2f}x ({result[name].efficiency:.2f})"
+            for result in columns
+        ]
+        for name in names
+    ]
+    headers = [f"K={count}" for count in device_counts]
+    cell_width = max(len(text) for text in headers + list(itertools.chain(*cells)))
+
+    lines = ["schedule".ljust(name_width) + "".join(
+        "  " + header.rjust(cell_width) for header in headers
+    )]
+    for name, row in zip(names, cells):
+        lines.append(name.ljust(name_width) + "".join(
+            "  " + cell.rjust(cell_width) for cell in row
+        ))
+    lines.append(
+        "Cells: speedup (efficiency = speedup / K); AL rows vs al_one_device, "
+        "BP rows vs bp_one_device."
+    )
+    lines.append(
+        _describe_link(kwargs.get("link_bandwidth"), kwargs.get("link_latency", 0.0))
+    )
+    steps = kwargs.get("steps_per_epoch")
+    lines.append(
+        f"gpipe micro-batches: {kwargs.get('micro_batches', 4)}; al_pipelined "
+        + (f"fills and drains once per {steps} steps." if steps else "in steady state.")
+    )
+    return "\n".join(lines)
