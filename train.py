@@ -3,6 +3,7 @@
     python train.py                                   # embedded digits, offline
     python train.py --config=configs/fashion_mnist.py:model=cnn,method=al \\
         --config.data_dir=/usr/share/datasets/fashion-mnist --workdir=/tmp/fm_cnn_al
+    python train.py --config.distribute=blocks      # blocks on 2 devices, pipelined
     python train.py --config=configs/cifar10.py:model=vgg,smoke --config.lr=3e-4
 
 Hyperparameters are config keys (`--config.KEY=VALUE`); see configs/ and the
@@ -48,7 +49,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_HERE, "configs", "digits.py"),
     "A config file, optionally with an argument: configs/x.py:model=cnn,method=bp.")
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder (default: /tmp/al_keras/<dataset>_<model>_<method>).")
+    "workdir", None, "Output folder (default: /tmp/al_keras/<dataset>_<model>_<method>"
+    "[_<distribute>]).")
 
 
 def main(argv):
@@ -58,8 +60,10 @@ def main(argv):
     from al_keras import config_lib, datasets, train_lib
 
     config = _CONFIG.value
-    workdir = _WORKDIR.value or os.path.join(
-        "/tmp/al_keras", f"{config.dataset}_{config.model}_{config.method}")
+    name = f"{config.dataset}_{config.model}_{config.method}"
+    if config.distribute != "none":
+        name += f"_{config.distribute}"
+    workdir = _WORKDIR.value or os.path.join("/tmp/al_keras", name)
     print(f"workdir: {workdir}")
     try:
         results = train_lib.train_and_evaluate(config, workdir)

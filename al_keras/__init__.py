@@ -9,7 +9,9 @@ __version__ = "0.1.0"
 
 from al_keras import backbones
 from al_keras import data
+from al_keras import distribute
 from al_keras import models
+from al_keras import pipeline_simulator
 from al_keras.al_model import ALModel
 from al_keras.backbones import ResidualUnit
 from al_keras.bp_model import BPModel
@@ -32,5 +34,7 @@ __all__ = [
     "backbones",
     "bp_twin",
     "data",
+    "distribute",
     "models",
+    "pipeline_simulator",
 ]

@@ -47,6 +47,13 @@ class ALModel(keras.Model):
     `model.evaluate(x, y, exit=i)`; the SavedModel from `model.export()` has
     one signature per exit.
 
+    Several devices: a model created under
+    `al_keras.distribute.BlockParallel(...).scope()` has each block on its
+    own device and, by default, trains the blocks at the same time in a
+    pipelined step; under a `tf.distribute` strategy (`MirroredStrategy`,
+    `MultiWorkerMirroredStrategy`) each block's gradients are all-reduced
+    over the replicas.  See `al_keras.distribute`.
+
     Logs: `loss` (sum of the weighted local losses), `assoc_loss_<i>` and
     `ae_loss_<i>` per block (1-based, weighted, regularization included), and
     the compiled metrics on the inference path.  Labels may be class ids
@@ -207,7 +214,10 @@ class ALModel(keras.Model):
             self._build_optimizers()
 
     def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        config = keras.saving.deserialize_keras_object(config)
+        if self._placement.strategy is not None:
+            config.pop("jit_compile", None)  # Loaded onto placed blocks.
+        self.compile(**config)
 
     def _build_optimizers(self):
         """Clones `self.optimizer` per block and loss family, and builds them.
@@ -458,14 +468,18 @@ class ALModel(keras.Model):
         (PerReplica...)").  Only the batch's shapes matter, so one local
         replica's batch is used instead.
         """
-        if iterator is not None:
+        if iterator is not None and isinstance(
+                self._distribute_strategy,
+                tf.distribute.MultiWorkerMirroredStrategy):
             for _, _, it in iterator:
                 data_batch = tf.nest.map_structure(
                     lambda v: self.distribute_strategy
                     .experimental_local_results(v)[0],
                     next(it))
                 break
-        return super()._maybe_symbolic_build(data_batch=data_batch)
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator,
+                                             data_batch=data_batch)
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; a pipelined model drains after each epoch."""
@@ -621,14 +635,13 @@ class _SumOfResults(keras.metrics.Metric):
 
     def __init__(self, metrics, name="loss"):
         super().__init__(name=name)
-        self._summed = _FunctionCache()
-        self._summed.functions = list(metrics)
+        self._summed = _Untracked(list(metrics))  # Tracked by the model.
 
     def update_state(self, *args, **kwargs):
         pass
 
     def result(self):
-        return tf.add_n([m.result() for m in self._summed.functions])
+        return tf.add_n([m.result() for m in self._summed.value])
 
     def reset_state(self):
         pass
@@ -639,6 +652,13 @@ class _FunctionCache:
 
     def __init__(self):
         self.functions = {}
+
+
+class _Untracked:
+    """Holds `value` out of Keras' attribute tracking."""
+
+    def __init__(self, value):
+        self.value = value
 
 
 def _check_blocks(blocks, num_classes):

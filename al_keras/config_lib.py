@@ -7,6 +7,7 @@ Every `configs/<dataset>.py` has `get_config(arg=None)` built from
 
 import importlib.util
 import os
+import re
 
 import ml_collections
 from ml_collections import config_dict
@@ -36,10 +37,17 @@ SCHEMA = {
     "max_test_examples": (int, "use only the first N test examples (0: all)"),
     "eval_exits": (bool, "measure every exit's test accuracy each epoch"),
     "seed": (int, "random seed"),
-    "distribute": (str, f"one of {DISTRIBUTE}"),
+    "distribute": (str, f"one of {DISTRIBUTE}: blocks on separate devices "
+                        "(pipelined), or data parallel on one or several hosts"),
+    "num_devices": (int, "devices to use (0: every GPU, or without a GPU the "
+                         "CPU split into one logical device per core)"),
+    "placement": (str, "distribute=blocks: 'auto' (balanced by measured cost) "
+                       "or a device index per block, e.g. '0,0,1,1'"),
+    "pipeline": (bool, "distribute=blocks: pipeline the blocks (else run them "
+                       "one after the other on their devices)"),
     "export": (bool, "write saved_model/ at the end"),
     "jit_compile": (bool, "compile the train step with XLA (about 2x faster "
-                          "for AL on CPU)"),
+                          "for AL on CPU; with distribute=none only)"),
 }
 
 
@@ -135,6 +143,9 @@ def base_config(dataset, model, method, *, epochs=200, batch_size=32, lr=1e-4,
     config.eval_exits = True
     config.seed = 0
     config.distribute = "none"
+    config.num_devices = 0
+    config.placement = "auto"
+    config.pipeline = True
     config.export = True
     config.jit_compile = True
     return config
@@ -224,9 +235,15 @@ def validate(config):
     check(config.lr_schedule in LR_SCHEDULES, "lr_schedule", SCHEMA["lr_schedule"][1])
     check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
     check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
-    check(config.distribute == "none", "distribute",
-          "only 'none' is implemented so far (the multi-device strategies "
-          "are not built yet)")
+    check(config.distribute in DISTRIBUTE, "distribute", f"one of {DISTRIBUTE}")
+    check(config.num_devices >= 0, "num_devices", "must be >= 0")
+    check(config.placement == "auto"
+          or re.fullmatch(r"\d+(,\d+)*", config.placement), "placement",
+          "'auto' or comma-separated device indices, one per block")
+    if config.distribute == "blocks":
+        check(config.method == "al", "distribute",
+              "'blocks' places the blocks of an AL model; the BP twin has none "
+              "(use 'mirrored')")
     try:
         models_lib.check_options(config.model, config.method,
                                  config.model_options.to_dict())

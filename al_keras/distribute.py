@@ -105,6 +105,9 @@ class BlockParallel:
         placement: the device name of each block.
         block_costs: measured seconds per training step of each block
             (auto placement only, else None).
+        block_profile: the measurement behind them, one
+            `pipeline_simulator.BlockCost` per block (forward and the rest
+            of the step, bytes handed on per batch of `profile_batch_size`).
         activation_bytes: bytes per example handed from each block to the
             next (`s_i` and `t_i`).
     """
@@ -128,6 +131,7 @@ class BlockParallel:
         self.profile_batch_size = int(profile_batch_size)
         self.profile_steps = int(profile_steps)
         self.placement = None
+        self.block_profile = None
         self.block_costs = None
         self.activation_bytes = None
         self._models = []
@@ -158,9 +162,13 @@ class BlockParallel:
                 indices = [0] * num_blocks
             else:
                 from al_keras import pipeline_simulator
-                self.block_costs, self.activation_bytes = measure_block_costs(
+                self.block_profile = measure_block_costs(
                     model, input_shape, self.profile_batch_size,
                     self.profile_steps, device=self.devices[0])
+                self.block_costs = [c.compute for c in self.block_profile]
+                self.activation_bytes = [
+                    c.activation_bytes // self.profile_batch_size
+                    for c in self.block_profile]
                 indices = pipeline_simulator.balanced_partition(
                     self.block_costs, len(self.devices))
         else:
@@ -177,22 +185,26 @@ class BlockParallel:
 
 def measure_block_costs(model, input_shape, batch_size=32, steps=3,
                         device=None):
-    """Seconds per training step of each block, and bytes handed on.
+    """Measures each block's training-step cost on a copy of `model`.
 
-    Times each block's local step (both tapes, both Adam updates) on random
-    data, on a copy of `model` (the model itself is not built nor touched).
+    Times each block's local step (both tapes, both Adam updates) and its
+    input-side forward alone (f_i, b_i) on random data, on a copy of
+    `model` built on `device` (the model itself is not built nor touched).
 
     Returns:
-        `(seconds, activation_bytes)`: lists with one float / int per block;
-        `activation_bytes[i]` are the bytes per example of `s_i` and `t_i`.
+        A list with one `pipeline_simulator.BlockCost` per block, in
+        seconds and bytes per batch of `batch_size`: `forward` (f_i, b_i),
+        `backward` (the rest of the step: backward passes, updates and the
+        label side), `activation_bytes` (`s_i` and `t_i`, handed on).
     """
+    from al_keras import pipeline_simulator
+
     with _scope_of(None), tf.device(device):
         copy = model.__class__.from_config(model.get_config())
-        shape = (batch_size,) + tuple(input_shape)[1:]
-        copy.build((None,) + shape[1:])
-        s = tf.random.uniform(shape)
+        copy.build((None,) + tuple(input_shape)[1:])
+        s = tf.random.uniform((batch_size,) + tuple(input_shape)[1:])
         t = tf.one_hot(tf.zeros([batch_size], "int32"), model.num_classes)
-        seconds, sizes = [], []
+        costs = []
         for index, block in enumerate(copy.blocks):
             optimizers = (keras.optimizers.Adam(), keras.optimizers.Adam())
             optimizers[0].build(block.label_side_variables)
@@ -200,37 +212,52 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
             step = tf.function(
                 lambda s, t, i=index: copy._train_block(i, s, t, None,
                                                         optimizers))
-            s_next, t_next, *_ = step(s, t)  # Traces and warms up.
-            start = time.perf_counter()
-            for _ in range(steps):
-                result = step(s, t)
-            tf.nest.map_structure(lambda r: r.numpy(), result)
-            seconds.append((time.perf_counter() - start) / steps)
-            sizes.append(int((tf.size(s_next).numpy() * s_next.dtype.size
-                              + tf.size(t_next).numpy() * t_next.dtype.size)
-                             // batch_size))
+            forward = tf.function(
+                lambda s, b=block: b.bridge(b.encoder(s, training=True),
+                                            training=True))
+            total = _seconds_per_call(step, (s, t), steps)
+            forward_seconds = min(_seconds_per_call(forward, (s,), steps), total)
+            s_next, t_next, *_ = step(s, t)
+            costs.append(pipeline_simulator.BlockCost(
+                forward=forward_seconds, backward=total - forward_seconds,
+                activation_bytes=_num_bytes(s_next) + _num_bytes(t_next)))
             s = tf.cast(s_next, "float32")
             t = tf.cast(t_next, "float32")
-    return seconds, sizes
+    return costs
 
 
-def split_cpu(num_devices, threads_per_device=1):
+def _seconds_per_call(function, args, calls):
+    tf.nest.map_structure(lambda r: r.numpy(), function(*args))  # Warm-up.
+    start = time.perf_counter()
+    for _ in range(calls):
+        result = function(*args)
+    tf.nest.map_structure(lambda r: r.numpy(), result)
+    return (time.perf_counter() - start) / calls
+
+
+def _num_bytes(tensor):
+    return int(tf.size(tensor).numpy()) * tensor.dtype.size
+
+
+def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     """Splits the CPU into `num_devices` logical devices; returns their names.
 
     Must run before TensorFlow runs any op.  Sets TensorFlow's thread pools
-    to `threads_per_device` threads per op and `num_devices` concurrent ops,
-    so that the devices work at the same time (on a CPU they share one
-    pool).  A no-op returning the existing devices if already split so.
+    to `threads_per_device` threads per op and `concurrent_ops` (default
+    `num_devices`) ops at a time, so that the devices work at the same time
+    (on a CPU they share one pool).  Returns the first `num_devices` if the CPU is already split
+    into at least that many.
     """
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
-    if current is not None and len(current) == num_devices:
-        return [d.name for d in tf.config.list_logical_devices("CPU")]
+    if current is not None and len(current) >= num_devices:
+        return [d.name for d in tf.config.list_logical_devices("CPU")][:num_devices]
     try:
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices)
         tf.config.threading.set_intra_op_parallelism_threads(threads_per_device)
-        tf.config.threading.set_inter_op_parallelism_threads(num_devices)
+        tf.config.threading.set_inter_op_parallelism_threads(
+            concurrent_ops or num_devices)
     except RuntimeError as e:
         raise RuntimeError(
             f"Cannot split the CPU into {num_devices} devices: TensorFlow has "
@@ -262,8 +289,9 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True):
                 "'Several hosts' section."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if not devices:
+    if tf.config.list_physical_devices("GPU"):  # (Listing logical devices
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    else:  # would initialize them, and the CPU could not be split.)
         devices = split_cpu(num_devices or os.cpu_count() or 1)
     if num_devices:
         if num_devices > len(devices):

@@ -18,6 +18,7 @@ import keras
 
 from al_keras import config_lib
 from al_keras import datasets
+from al_keras import distribute
 from al_keras import models
 from al_keras import runs
 from al_keras.schedules import OriginalSchedule
@@ -132,8 +133,25 @@ def _compile(model, config, steps_per_epoch):
             config.lr, max(1, config.epochs * steps_per_epoch))
     else:
         learning_rate = config.lr
+    # XLA compiles a step for one device: placed blocks run without it, and
+    # so do replicas on logical CPU devices (XLA reaches variables on CPU:0).
+    jit_compile = config.jit_compile and config.distribute == "none"
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
+                  metrics=["accuracy"], jit_compile=jit_compile)
+
+
+def make_strategy(config):
+    """The strategy of `config.distribute` (None for "none")."""
+    placement = config.placement
+    if placement != "auto":
+        placement = [int(i) for i in placement.split(",")]
+    try:
+        return distribute.make_strategy(config.distribute, config.num_devices,
+                                        placement=placement,
+                                        pipeline=config.pipeline)
+    except (ValueError, RuntimeError) as e:
+        raise config_lib.ConfigError(f"config.distribute={config.distribute!r}: "
+                                     f"{e}") from e
 
 
 def train_and_evaluate(config, workdir, verbose=1):
@@ -148,6 +166,7 @@ def train_and_evaluate(config, workdir, verbose=1):
         The results dict also written to `results.json`.
     """
     config_lib.validate(config)
+    strategy = make_strategy(config)  # Splits the CPU: before any TF op.
     options = config.model_options.to_dict()
     _prepare_workdir(workdir, config)
     keras.utils.set_random_seed(config.seed)
@@ -167,19 +186,29 @@ def train_and_evaluate(config, workdir, verbose=1):
             if name.startswith("partial-"):
                 os.remove(os.path.join(checkpoint_dir, name))
     finished = checkpoints(checkpoint_dir)
-    if finished:
-        initial_epoch, path = finished[-1]
-        model = keras.models.load_model(path)
-        print(f"Resuming from {path} (epoch {initial_epoch} finished).")
-        # Rows of epochs that were logged but not checkpointed are redone.
-        runs.truncate_metrics(workdir, initial_epoch)
-    else:
-        initial_epoch = 0
-        runs.truncate_metrics(workdir, 0)
-        model = models.get(config.model, input_shape=data.input_shape,
-                           num_classes=data.num_classes, method=config.method,
-                           **options)
-        _compile(model, config, steps_per_epoch)
+    with distribute.strategy_scope(strategy):
+        if finished:
+            initial_epoch, path = finished[-1]
+            model = keras.models.load_model(path)
+            print(f"Resuming from {path} (epoch {initial_epoch} finished).")
+            # Rows of epochs that were logged but not checkpointed are redone.
+            runs.truncate_metrics(workdir, initial_epoch)
+        else:
+            initial_epoch = 0
+            runs.truncate_metrics(workdir, 0)
+            model = models.get(config.model, input_shape=data.input_shape,
+                               num_classes=data.num_classes,
+                               method=config.method, **options)
+            _compile(model, config, steps_per_epoch)
+    if isinstance(strategy, distribute.BlockParallel):
+        print(f"Blocks placed on {strategy.placement}"
+              + (f" (measured seconds per block step: "
+                 f"{[round(c, 4) for c in strategy.block_costs]})"
+                 if strategy.block_costs else "")
+              + (", pipelined." if strategy.pipeline else "."))
+    elif strategy is not None:
+        print(f"Data parallel over {strategy.num_replicas_in_sync} replicas "
+              f"({type(strategy).__name__}).")
 
     callbacks = [EpochTimer()]
     is_al = config.method == "al"
@@ -212,7 +241,13 @@ def train_and_evaluate(config, workdir, verbose=1):
         "num_train": data.num_train,
         "num_test": data.num_test,
         "seed": config.seed,
+        "distribute": config.distribute,
     }
+    if isinstance(strategy, distribute.BlockParallel):
+        results["placement"] = strategy.placement
+        results["examples_trained_per_block"] = strategy.examples_trained()
+    elif strategy is not None:
+        results["replicas"] = strategy.num_replicas_in_sync
     if is_al:
         results["exit_test_accuracy"] = [
             model.evaluate(data.test, exit=exit, verbose=0,

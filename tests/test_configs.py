@@ -85,6 +85,11 @@ def test_original_settings():
     (lambda c: setattr(c, "model", "vgg99"), r"config.model='vgg99' is invalid"),
     (lambda c: setattr(c, "method", "dfa"), r"config.method='dfa' is invalid"),
     (lambda c: setattr(c, "dataset", "imagenet"), r"config.dataset='imagenet' is invalid"),
+    (lambda c: setattr(c, "distribute", "tpu"), r"config.distribute='tpu' is invalid"),
+    (lambda c: setattr(c, "placement", "0;1"), r"config.placement='0;1' is invalid"),
+    (lambda c: setattr(c, "num_devices", -1), r"config.num_devices=-1 is invalid"),
+    (lambda c: (setattr(c, "distribute", "blocks"), setattr(c, "method", "bp")),
+     r"'blocks' places the blocks of an AL model"),
 ])
 def test_bad_values_are_refused_naming_the_key(change, message):
     config = load_config_module("digits").get_config()

@@ -6,6 +6,7 @@ conftest.py splits the CPU into 4 logical devices before any op runs.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -83,18 +84,23 @@ def test_pipelined_step_runs_each_blocks_ops_on_its_device(digits, cpu_devices):
     _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     graph = _traced_step(model)
-    # Each block's whole local step is the branch of its `block_<i>/cond`.
-    branches = {f.signature.name: f for f in graph.library.function
-                if f.signature.name.startswith("block_")}
-    assert len(branches) == 2 * 4  # train and idle branch per block
-    for name, function in branches.items():
-        block_index = int(name.split("_")[1]) - 1
-        assert len(function.node_def) > 0
-        for node in function.node_def:
-            _check_node(node, block_index)
-    trains = [f for n, f in branches.items() if "_cond_true" in n]
-    ops = {node.op for f in trains for node in f.node_def}
-    assert {"MatMul", "AssignSubVariableOp"} <= ops  # forward, backward, update
+    # Each block's whole local step is a branch of its `block_<i>/cond`.
+    functions = {f.signature.name: f for f in graph.library.function}
+    conds = {}
+    for node in graph.node:
+        match = re.search(r"block_(\d+)/cond$", node.name)
+        if match and node.op in ("If", "StatelessIf"):
+            conds[int(match.group(1)) - 1] = node
+    assert sorted(conds) == [0, 1, 2, 3]
+    for block_index, node in conds.items():
+        assert _device_index(node.device) == block_index
+        train, idle = (functions[node.attr[k].func.name]
+                       for k in ("then_branch", "else_branch"))
+        for function in (train, idle):
+            for function_node in function.node_def:
+                _check_node(function_node, block_index)
+        ops = {n.op for n in train.node_def}
+        assert {"MatMul", "AssignSubVariableOp"} <= ops  # forward, update
 
 
 def test_placed_sequential_step_runs_each_blocks_ops_on_its_device(

@@ -103,7 +103,28 @@ def test_interrupted_train_py_resumes_at_the_next_epoch(sig, tmp_path):
     assert [int(o.iterations) for o in model.assoc_optimizers] == [180, 180]
 
 
+def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path):
+    # conftest.py has split the CPU into 4 devices; 2 are used.
+    config = dict(epochs=3, jit_compile=False, num_devices=2)
+    single = train_lib.train_and_evaluate(
+        _digits_config(**config), str(tmp_path / "none"), verbose=0)
+    blocks = train_lib.train_and_evaluate(
+        _digits_config(distribute="blocks", placement="0,1", **config),
+        str(tmp_path / "blocks"), verbose=0)
+    mirrored = train_lib.train_and_evaluate(
+        _digits_config(distribute="mirrored", **config),
+        str(tmp_path / "mirrored"), verbose=0)
+    assert blocks["placement"] == ["/device:CPU:0", "/device:CPU:1"]
+    assert blocks["examples_trained_per_block"] == [3 * single["num_train"]] * 2
+    assert mirrored["replicas"] == 2
+    # The pipelined blocks make the sequential run's updates.
+    assert blocks["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.003)
+    assert mirrored["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.01)
+    assert single["test_accuracy"] > 0.9
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--config.distribute=multi_worker"], "needs the TF_CONFIG environment variable"),
     (["--config.learning_rate=0.1"], "unknown config key 'learning_rate'"),
     (["--config.model_options.widht=3"], "unknown model option 'widht'"),
     (["--config.lr=0"], "config.lr=0.0 is invalid: must be > 0"),
