@@ -303,6 +303,11 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True):
     if kind == "blocks":
         return BlockParallel(devices, placement=placement, pipeline=pipeline)
     if kind == "mirrored":
+        if all("CPU" in d for d in devices):
+            # One memory: reduce on one device rather than with collective
+            # ops, whose keys clash between strategies made in one process.
+            return tf.distribute.MirroredStrategy(
+                devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy(devices)
     raise ValueError(f"Unknown distribute {kind!r}.")
 

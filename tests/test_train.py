@@ -105,7 +105,7 @@ def test_interrupted_train_py_resumes_at_the_next_epoch(sig, tmp_path):
 
 def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path):
     # conftest.py has split the CPU into 4 devices; 2 are used.
-    config = dict(epochs=3, jit_compile=False, num_devices=2)
+    config = dict(jit_compile=False, num_devices=2, export=False)  # 15 epochs
     single = train_lib.train_and_evaluate(
         _digits_config(**config), str(tmp_path / "none"), verbose=0)
     blocks = train_lib.train_and_evaluate(
@@ -115,12 +115,12 @@ def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path)
         _digits_config(distribute="mirrored", **config),
         str(tmp_path / "mirrored"), verbose=0)
     assert blocks["placement"] == ["/device:CPU:0", "/device:CPU:1"]
-    assert blocks["examples_trained_per_block"] == [3 * single["num_train"]] * 2
+    assert blocks["examples_trained_per_block"] == [15 * single["num_train"]] * 2
     assert mirrored["replicas"] == 2
     # The pipelined blocks make the sequential run's updates.
     assert blocks["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.003)
     assert mirrored["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.01)
-    assert single["test_accuracy"] > 0.9
+    assert single["test_accuracy"] > 0.95
 
 
 @pytest.mark.parametrize("args, message", [
