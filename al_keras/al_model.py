@@ -537,7 +537,7 @@ class ALModel(keras.Model):
         )
         y_pred = self._decode(predictions[exit - 1], exit)
         self._record_losses(assoc_losses, ae_losses)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -317,12 +317,14 @@ def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
         assert proc.returncode == 0, output[-3000:]
     results = [np.load(tmp_path / f"worker_{i}.npz") for i in range(2)]
     assert int(results[0]["replicas"]) == 2
-    weights = [[r[f"arr_{i}"] for i in range(len(r.files) - 2)]
+    weights = [[r[f"arr_{i}"] for i in range(len(r.files) - 3)]
                for r in results]
     assert len(weights[0]) > 0
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(results[0]["loss"], results[1]["loss"])
+    np.testing.assert_array_equal(results[0]["val_accuracy"],
+                                  results[1]["val_accuracy"])
     assert results[0]["loss"][1] < results[0]["loss"][0]  # It trained.
 
 
