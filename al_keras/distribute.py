@@ -189,7 +189,9 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
 
     Times each block's local step (both tapes, both Adam updates) and its
     input-side forward alone (f_i, b_i) on random data, on a copy of
-    `model` built on `device` (the model itself is not built nor touched).
+    `model` built on `device` (the model itself is not built nor touched;
+    the copy, which needs the model's memory once more on that device, is
+    dropped afterwards).
 
     Returns:
         A list with one `pipeline_simulator.BlockCost` per block, in
@@ -210,8 +212,8 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
             optimizers[0].build(block.label_side_variables)
             optimizers[1].build(block.input_side_variables)
             step = tf.function(
-                lambda s, t, i=index: copy._train_block(i, s, t, None,
-                                                        optimizers))
+                lambda s, t, i=index, o=optimizers: copy._train_block(
+                    i, s, t, None, o))
             forward = tf.function(
                 lambda s, b=block: b.bridge(b.encoder(s, training=True),
                                             training=True))
@@ -245,8 +247,8 @@ def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     Must run before TensorFlow runs any op.  Sets TensorFlow's thread pools
     to `threads_per_device` threads per op and `concurrent_ops` (default
     `num_devices`) ops at a time, so that the devices work at the same time
-    (on a CPU they share one pool).  Returns the first `num_devices` if the CPU is already split
-    into at least that many.
+    (on a CPU they share one pool).  Returns the first `num_devices` if the
+    CPU is already split into at least that many.
     """
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
