@@ -157,7 +157,8 @@ class ALModel(keras.Model):
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._active_exit = None
-        self._exit_functions = _FunctionCache()
+        # Compiled predict/test functions per exit.
+        self._exit_functions = _Untracked({})
         # The BlockParallel strategy whose scope the model is created in.
         self._placement = pipeline_lib.PlacementState(
             distribute_lib.current_block_parallel())
@@ -209,7 +210,7 @@ class ALModel(keras.Model):
         self._placement.drain_function = None
         self.assoc_optimizers = []
         self.ae_optimizers = []
-        self._exit_functions = _FunctionCache()
+        self._exit_functions = _Untracked({})
         if self.built:
             self._build_optimizers()
 
@@ -262,11 +263,15 @@ class ALModel(keras.Model):
         ]
         return own + rest
 
-    def _record_losses(self, assoc_losses, ae_losses):
-        for tracker, value in zip(self.assoc_loss_trackers, assoc_losses):
-            tracker.update_state(value)
-        for tracker, value in zip(self.ae_loss_trackers, ae_losses):
-            tracker.update_state(value)
+    def _record_losses(self, assoc_losses, ae_losses, weights=None):
+        """Updates the per-block loss trackers (`weights`: one per block)."""
+        weights = weights or [None] * self.num_blocks
+        for tracker, value, weight in zip(
+                self.assoc_loss_trackers, assoc_losses, weights):
+            tracker.update_state(value, sample_weight=weight)
+        for tracker, value, weight in zip(
+                self.ae_loss_trackers, ae_losses, weights):
+            tracker.update_state(value, sample_weight=weight)
 
     # ----------------------------------------------------------- local parts
     def _label_side(self, index, t_prev, sample_weight, training):
@@ -416,26 +421,31 @@ class ALModel(keras.Model):
         loss / replicas (the optimizer sums them over the replicas); the
         loss returned is the replica's unscaled one.
         """
-        with tf.GradientTape() as tape:
-            t, loss = self._label_side(index, t_prev, sample_weight, True)
-            scaled = optimizer.scale_loss(
-                loss / distribute_lib.replicas_in_sync())
-        variables = self.blocks[index].label_side_variables
-        grads = tape.gradient(scaled, variables)
-        _check_gradients(grads, variables, "auto-encoder", index)
+        (t, loss), grads = self._local_gradients(
+            lambda: self._label_side(index, t_prev, sample_weight, True),
+            optimizer, self.blocks[index].label_side_variables,
+            "auto-encoder", index)
         return t, loss, grads
 
     def _input_gradients(self, index, s_prev, t, sample_weight, optimizer):
         """s_i, b_i(s_i), the associated loss and its gradients for f_i, b_i."""
-        with tf.GradientTape() as tape:
-            s, prediction, loss = self._input_side(
-                index, s_prev, t, sample_weight, True)
-            scaled = optimizer.scale_loss(
-                loss / distribute_lib.replicas_in_sync())
-        variables = self.blocks[index].input_side_variables
-        grads = tape.gradient(scaled, variables)
-        _check_gradients(grads, variables, "associated", index)
+        (s, prediction, loss), grads = self._local_gradients(
+            lambda: self._input_side(index, s_prev, t, sample_weight, True),
+            optimizer, self.blocks[index].input_side_variables,
+            "associated", index)
         return s, prediction, loss, grads
+
+    def _local_gradients(self, local_part, optimizer, variables, family,
+                         index):
+        """Runs `local_part()` under its own tape; returns its outputs (the
+        last is the loss) and the gradients for `variables`."""
+        with tf.GradientTape() as tape:
+            outputs = local_part()
+            scaled = optimizer.scale_loss(
+                outputs[-1] / distribute_lib.replicas_in_sync())
+        grads = tape.gradient(scaled, variables)
+        _check_gradients(grads, variables, family, index)
+        return outputs, grads
 
     def _train_block(self, index, s_prev, t_prev, sample_weight,
                      optimizers=None):
@@ -553,12 +563,12 @@ class ALModel(keras.Model):
             return
         key = (function_attr, exit)
         saved = getattr(self, function_attr)
-        setattr(self, function_attr, self._exit_functions.functions.get(key))
+        setattr(self, function_attr, self._exit_functions.value.get(key))
         self._active_exit = exit
         try:
             yield
         finally:
-            self._exit_functions.functions[key] = getattr(self, function_attr)
+            self._exit_functions.value[key] = getattr(self, function_attr)
             setattr(self, function_attr, saved)
             self._active_exit = None
 
@@ -645,13 +655,6 @@ class _SumOfResults(keras.metrics.Metric):
 
     def reset_state(self):
         pass
-
-
-class _FunctionCache:
-    """Compiled predict/test functions per exit; opaque to Keras tracking."""
-
-    def __init__(self):
-        self.functions = {}
 
 
 class _Untracked:

@@ -134,7 +134,7 @@ class BlockParallel:
         self.block_profile = None
         self.block_costs = None
         self.activation_bytes = None
-        self._models = []
+        self._model = None  # The model placed last.
 
     def scope(self):
         """Context in which `ALModel`s are created and compiled."""
@@ -146,12 +146,12 @@ class BlockParallel:
         return _scope_of(self)
 
     def examples_trained(self):
-        """Per block, how many examples it has trained on (all fits)."""
-        states = [m._placement.holder for m in self._models
-                  if m._placement.holder is not None]
-        if not states:
+        """Per block, how many examples the model placed last has trained
+        on (all its pipelined fits); None before its first one."""
+        buffers = self._model and self._model._placement.holder
+        if buffers is None:
             return None
-        return [int(c.numpy()) for c in states[-1].examples]
+        return [int(c.numpy()) for c in buffers.examples]
 
     # ---------------------------------------------------------------- plan
     def place(self, model, input_shape):
@@ -179,7 +179,7 @@ class BlockParallel:
                     f"{num_blocks} blocks: give one device index per block."
                 )
         self.placement = [self.devices[i] for i in indices]
-        self._models.append(model)
+        self._model = model
         return list(self.placement)
 
 

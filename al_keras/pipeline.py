@@ -19,6 +19,9 @@ import tensorflow as tf
 
 from al_keras import labels as labels_lib
 
+# What each boundary's buffer holds, in this order.
+_HANDED_ON = ("s", "t", "y", "sample_weight")
+
 
 class PlacementState:
     """Where an `ALModel`'s blocks live, and its pipeline buffers.
@@ -94,10 +97,14 @@ class _Buffers:
                 )
 
 
+def _empty(shape, dtype):
+    """A batch of 0 examples of `shape` (batch dimension first)."""
+    return tf.zeros([0] + tf.TensorShape(shape)[1:].as_list(), dtype)
+
+
 def _empty_variable(shape, dtype):
-    shape = tf.TensorShape(shape)
-    return tf.Variable(tf.zeros([0] + shape[1:].as_list(), dtype),
-                       shape=shape, trainable=False)
+    return tf.Variable(_empty(shape, dtype), shape=tf.TensorShape(shape),
+                       trainable=False)
 
 
 def train_step(model, x, y, sample_weight):
@@ -116,8 +123,7 @@ def train_step(model, x, y, sample_weight):
     incoming = [(x, labels_lib.to_one_hot(y, model.num_classes), y,
                  sample_weight)]
     for boundary in buffers.boundaries:
-        incoming.append(tuple(boundary[k].read_value()
-                              for k in ("s", "t", "y", "sample_weight")))
+        incoming.append(tuple(boundary[k].read_value() for k in _HANDED_ON))
     decoders = [
         (
             [tf.convert_to_tensor(v) for v in b.label_decoder.trainable_variables],
@@ -144,15 +150,10 @@ def train_step(model, x, y, sample_weight):
 
     for index, boundary in enumerate(buffers.boundaries):
         with state.device(index + 1):
-            for key, value in zip(("s", "t", "y", "sample_weight"),
-                                  outgoing[index]):
+            for key, value in zip(_HANDED_ON, outgoing[index]):
                 boundary[key].assign(value)
 
-    for index in range(model.num_blocks):
-        model.assoc_loss_trackers[index].update_state(
-            assoc_losses[index], sample_weight=active[index])
-        model.ae_loss_trackers[index].update_state(
-            ae_losses[index], sample_weight=active[index])
+    model._record_losses(assoc_losses, ae_losses, weights=active)
     _, _, labels, weights = incoming[-1]
     with state.device(model.num_blocks - 1):
         y_pred = _decode(model, prediction, decoders)
@@ -172,8 +173,8 @@ def _idle(model, index, buffers):
     block = model.blocks[index]
     if index < len(buffers.boundaries):
         boundary = buffers.boundaries[index]
-        s = tf.zeros([0] + boundary["s"].shape[1:].as_list(), boundary["s"].dtype)
-        t = tf.zeros([0] + boundary["t"].shape[1:].as_list(), boundary["t"].dtype)
+        s = _empty(boundary["s"].shape, boundary["s"].dtype)
+        t = _empty(boundary["t"].shape, boundary["t"].dtype)
     else:
         s, t = _handed_on(buffers, index, None, None)
     prediction = tf.zeros([0, block.label_units], "float32")
@@ -213,8 +214,8 @@ def drain(model):
         state.drain_function = drain_step if model.run_eagerly else tf.function(
             drain_step, autograph=False,
             input_signature=[buffers.x_spec, buffers.y_spec])
-    x = tf.zeros([0] + buffers.x_spec.shape[1:].as_list(), buffers.x_spec.dtype)
-    y = tf.zeros([0] + buffers.y_spec.shape[1:].as_list(), buffers.y_spec.dtype)
+    x = _empty(buffers.x_spec.shape, buffers.x_spec.dtype)
+    y = _empty(buffers.y_spec.shape, buffers.y_spec.dtype)
     for _ in buffers.boundaries:
         state.drain_function(x, y)
 

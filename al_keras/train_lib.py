@@ -51,10 +51,19 @@ class ExitAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         blocks = self.model.num_blocks
-        for exit in range(1, blocks):
-            logs[f"val_exit_{exit}_accuracy"] = self.model.evaluate(
-                self.test_data, exit=exit, verbose=0, return_dict=True)["accuracy"]
+        shortcuts = range(1, blocks)  # The full path is fit's validation.
+        for exit, accuracy in zip(shortcuts, exit_accuracies(
+                self.model, self.test_data, shortcuts)):
+            logs[f"val_exit_{exit}_accuracy"] = accuracy
         logs[f"val_exit_{blocks}_accuracy"] = logs["val_accuracy"]
+
+
+def exit_accuracies(model, test_data, exits=None):
+    """Test accuracy of an ALModel at each exit of `exits` (default all)."""
+    if exits is None:
+        exits = range(1, model.num_blocks + 1)
+    return [model.evaluate(test_data, exit=exit, verbose=0,
+                           return_dict=True)["accuracy"] for exit in exits]
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -249,11 +258,7 @@ def train_and_evaluate(config, workdir, verbose=1):
     elif strategy is not None:
         results["replicas"] = strategy.num_replicas_in_sync
     if is_al:
-        results["exit_test_accuracy"] = [
-            model.evaluate(data.test, exit=exit, verbose=0,
-                           return_dict=True)["accuracy"]
-            for exit in range(1, model.num_blocks + 1)
-        ]
+        results["exit_test_accuracy"] = exit_accuracies(model, data.test)
     _write_json(os.path.join(workdir, "results.json"), results)
     if config.export:
         model.export(os.path.join(workdir, "saved_model"), overwrite=True)

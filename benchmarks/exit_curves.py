@@ -43,7 +43,7 @@ def main(argv):
     import keras
 
     import al_keras
-    from al_keras import datasets
+    from al_keras import datasets, train_lib
 
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
@@ -59,18 +59,17 @@ def main(argv):
                                         num_classes=data.num_classes, **VARIANTS[name])
             model.compile(optimizer=keras.optimizers.Adam(_LR.value),
                           metrics=["accuracy"], jit_compile=True)
-            exits = getattr(model, "num_blocks", 1)
             curve, seconds = [], 0.0
             for _ in range(_EPOCHS.value):
                 start = time.perf_counter()
                 model.fit(data.train, epochs=1, verbose=0)
                 seconds += time.perf_counter() - start
-                kwargs = [{"exit": e} for e in range(1, exits + 1)] if exits > 1 else [{}]
-                curve.append([
-                    round(model.evaluate(data.test, verbose=0, return_dict=True,
-                                         **kw)["accuracy"], 4)
-                    for kw in kwargs
-                ])
+                if isinstance(model, al_keras.ALModel):
+                    accuracies = train_lib.exit_accuracies(model, data.test)
+                else:
+                    accuracies = [model.evaluate(data.test, verbose=0,
+                                                 return_dict=True)["accuracy"]]
+                curve.append([round(a, 4) for a in accuracies])
             results.append(dict(variant=name, seed=seed, curve=curve,
                                 seconds_per_epoch=round(seconds / _EPOCHS.value, 2)))
             print(f"| {name} | {seed} | "

@@ -67,17 +67,12 @@ VARIANTS = {
 
 def run_worker(variant, model_name, steps):
     """Times one variant in this process; prints one JSON line."""
-    import tensorflow as tf
-
     method, num_devices, intra, inter, pipeline = VARIANTS[variant]
     from al_keras import distribute
 
-    if method == "al" and num_devices > 1:
-        devices = distribute.split_cpu(num_devices, threads_per_device=intra,
-                                       concurrent_ops=inter)
-    else:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    # (One device for the serial variants: the CPU as it is.)
+    devices = distribute.split_cpu(num_devices, threads_per_device=intra,
+                                   concurrent_ops=inter)
 
     import keras
     import numpy as np
@@ -88,7 +83,7 @@ def run_worker(variant, model_name, steps):
     x = rng.random((BATCH * steps, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, BATCH * steps)
     strategy = None
-    if method == "al" and num_devices > 1:
+    if num_devices > 1:
         strategy = distribute.BlockParallel(devices, pipeline=pipeline)
     with distribute.strategy_scope(strategy):
         model = al_keras.models.get(model_name, method=method,
