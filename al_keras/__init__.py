@@ -16,7 +16,8 @@ from al_keras.al_model import ALModel
 from al_keras.backbones import ResidualUnit
 from al_keras.bp_model import BPModel
 from al_keras.labels import ClassificationCrossentropy
-from al_keras.layers import AssociatedBlock, Bridge, LabelDecoder, LabelEncoder
+from al_keras.layers import (AssociatedBlock, Bridge, FeaturePooling, LabelDecoder,
+                             LabelEncoder)
 from al_keras.models import associate, bp_twin
 from al_keras.optimizers import ScaledSchedule
 
@@ -25,6 +26,7 @@ __all__ = [
     "AssociatedBlock",
     "BPModel",
     "Bridge",
+    "FeaturePooling",
     "ClassificationCrossentropy",
     "LabelDecoder",
     "LabelEncoder",

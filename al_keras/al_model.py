@@ -44,8 +44,10 @@ class ALModel(keras.Model):
     with `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
     *exit* at block i (`x -> f_1 ... f_i -> b_i -> h_i ... h_1`) is
     `model(x, exit=i)`, `model.predict(x, exit=i)` or
-    `model.evaluate(x, y, exit=i)`; the SavedModel from `model.export()` has
-    one signature per exit.
+    `model.evaluate(x, y, exit=i)`; `model.call_exits(x)` and
+    `model.evaluate_exits(dataset)` give every exit from one pass of the
+    encoders; the SavedModel from `model.export()` has one signature per
+    exit.
 
     Several devices: a model created under
     `al_keras.distribute.BlockParallel(...).scope()` has each block on its
@@ -157,7 +159,7 @@ class ALModel(keras.Model):
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._active_exit = None
-        # Compiled predict/test functions per exit.
+        # Compiled functions per exit: predict/test, and evaluate_exits'.
         self._exit_functions = _Untracked({})
         # The BlockParallel strategy whose scope the model is created in.
         self._placement = pipeline_lib.PlacementState(
@@ -350,6 +352,64 @@ class ALModel(keras.Model):
             prediction = self.blocks[exit - 1].bridge(s, training=training)
         return self._decode(prediction, exit)
 
+    def call_exits(self, inputs, exits=None, training=False):
+        """Class probabilities at several exits, from one pass of the encoders.
+
+        `model.call_exits(x, exits=[1, 3])[1]` equals `model(x, exit=1)`, but
+        `f_1 ... f_3` run once for both exits instead of once per exit.
+
+        Args:
+            inputs: input batch.
+            exits: ints in `[1, num_blocks]`; default every exit.
+            training: bool.
+
+        Returns:
+            A dict exit -> class probabilities `(batch, num_classes)`.
+        """
+        exits = sorted({self._check_exit(e) for e in (
+            exits if exits is not None else range(1, self.num_blocks + 1))})
+        s, outputs = inputs, {}
+        for index, block in enumerate(self.blocks[:exits[-1]]):
+            with self._placement.device(index):
+                s = block(s, training=training)
+                if index + 1 in exits:
+                    prediction = block.bridge(s, training=training)
+            if index + 1 in exits:
+                outputs[index + 1] = self._decode(prediction, index + 1)
+        return outputs
+
+    def evaluate_exits(self, data, exits=None):
+        """Accuracy at several exits in one pass over `data` (`call_exits`).
+
+        Where `evaluate(data, exit=i)` runs the model once per exit, this
+        runs the encoders once for all of them; the accuracies are the same.
+
+        Args:
+            data: a `tf.data.Dataset` (or other iterable) of `(x, y)`
+                batches, labels as class ids or one-hot rows.
+            exits: ints in `[1, num_blocks]`; default every exit.
+
+        Returns:
+            A dict exit -> accuracy (float).
+        """
+        exits = tuple(sorted({self._check_exit(e) for e in (
+            exits if exits is not None else range(1, self.num_blocks + 1))}))
+        key = ("evaluate_exits", exits)
+        count = self._exit_functions.value.get(key)
+        if count is None:
+            @tf.function
+            def count(x, y):
+                ids = tf.argmax(labels_lib.to_one_hot(y, self.num_classes), -1)
+                return tf.stack([
+                    tf.reduce_sum(tf.cast(tf.argmax(p, -1) == ids, tf.int64))
+                    for p in self.call_exits(x, exits).values()])
+            self._exit_functions.value[key] = count
+        correct, total = 0, 0
+        for x, y in data:
+            correct += count(x, y).numpy()
+            total += int(tf.shape(x)[0])
+        return {exit: float(c) / max(total, 1) for exit, c in zip(exits, correct)}
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
@@ -380,15 +440,17 @@ class ALModel(keras.Model):
             ae_grads.append(grads)
             t_prev = t
 
-        # Input side: one tape per block; each block's tape and activations
-        # are done with before the next block starts.  Block i+1 gets the
-        # s_i computed before block i's update.
+        # Input side: one tape per block.  Block i+1 gets the s_i computed
+        # before block i's update, and starts only once block i's gradients
+        # exist: a traced step then never holds two blocks' activations for
+        # their backward passes at once (peak memory ~ one block's).
         s, assoc_losses = x, []
         for index, optimizer in enumerate(self.assoc_optimizers):
             with self._placement.block_scope(index):
                 s, prediction, loss, grads = self._input_gradients(
                     index, s, targets[index], sample_weight, optimizer)
                 optimizer.apply(grads, self.blocks[index].input_side_variables)
+            s = _after(grads, s)
             assoc_losses.append(loss)
 
         y_pred = self._decode(prediction, self.num_blocks)
@@ -438,12 +500,19 @@ class ALModel(keras.Model):
     def _local_gradients(self, local_part, optimizer, variables, family,
                          index):
         """Runs `local_part()` under its own tape; returns its outputs (the
-        last is the loss) and the gradients for `variables`."""
-        with tf.GradientTape() as tape:
+        last is the loss) and the gradients for `variables`.
+
+        Its ops are named `block_<i>_<family>/...` (gradients
+        `gradient_tape/block_<i>_<family>/...`), e.g. `block_2_associated`,
+        as profiles and traced graphs show them.
+        """
+        scope = f"block_{index + 1}_{family.replace('-', '_')}"
+        with tf.name_scope(scope), tf.GradientTape() as tape:
             outputs = local_part()
             scaled = optimizer.scale_loss(
                 outputs[-1] / distribute_lib.replicas_in_sync())
-        grads = tape.gradient(scaled, variables)
+        with tf.name_scope(scope):
+            grads = tape.gradient(scaled, variables)
         _check_gradients(grads, variables, family, index)
         return outputs, grads
 
@@ -693,6 +762,12 @@ def _reduce(per_example, sample_weight):
     return tf.reduce_sum(per_example * weight) / tf.cast(
         tf.size(per_example), "float32"
     )
+
+
+def _after(tensors, value):
+    """`value`, available only once every tensor of `tensors` is computed."""
+    with tf.control_dependencies([t for t in tensors if t is not None]):
+        return tf.identity(value)
 
 
 def _regularization(*layers):

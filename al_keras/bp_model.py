@@ -4,6 +4,7 @@ import keras
 
 from al_keras import export as export_lib
 from al_keras.labels import ClassificationCrossentropy, check_num_classes
+from al_keras.layers import FeaturePooling
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
@@ -11,7 +12,7 @@ class BPModel(keras.Model):
     """The same backbone as an AL model, trained end to end by backprop.
 
     The head mirrors the AL model's inference path, as the original code's
-    BP baselines did: Flatten -> Dense(`bridge_multiplier * n_L`) ->
+    BP baselines did: (FeaturePooling if `bridge_pool_size`) -> Flatten -> Dense(`bridge_multiplier * n_L`) ->
     Dense(`n_L`) (the bridge `b_L`), one Dense per decoder `h_L ... h_2`
     (`n_{L-1} ... n_1`), and a softmax Dense to the classes (`h_1`).  So the
     two models have the same parameters at inference and differ only in how
@@ -28,6 +29,9 @@ class BPModel(keras.Model):
             that the head mirrors.
         bridge_multiplier: hidden width of the first head layer, in units of
             `n_L` (0 drops it).
+        bridge_pool_size: 0, or k > 0 to average-pool a convolutional
+            feature map to about k x k before the head, as a light bridge of
+            the AL model does (see `al_keras.FeaturePooling`).
         head_activation: activation of the head's hidden layers (`"relu"`,
             as the original BP baselines).
         kernel_initializer: of the head, default `"he_normal"`.
@@ -57,6 +61,7 @@ class BPModel(keras.Model):
         head_activation="relu",
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        bridge_pool_size=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,6 +84,7 @@ class BPModel(keras.Model):
         self.num_classes = num_classes
         self.label_units = label_units
         self.bridge_multiplier = bridge_multiplier
+        self.bridge_pool_size = bridge_pool_size
         self.head_activation = head_activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -93,7 +99,9 @@ class BPModel(keras.Model):
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
         )
-        self.head = [keras.layers.Flatten(name="head_flatten")]
+        self.head = [FeaturePooling(bridge_pool_size, name="head_pool")
+                     ] if bridge_pool_size else []
+        self.head.append(keras.layers.Flatten(name="head_flatten"))
         self.head += [
             keras.layers.Dense(w, name=f"head_dense_{i}", **dense)
             for i, w in enumerate(widths, start=1)
@@ -161,6 +169,7 @@ class BPModel(keras.Model):
             "num_classes": self.num_classes,
             "label_units": list(self.label_units),
             "bridge_multiplier": self.bridge_multiplier,
+            "bridge_pool_size": self.bridge_pool_size,
             "head_activation": self.head_activation,
             "kernel_initializer": keras.initializers.serialize(
                 self.kernel_initializer

@@ -17,6 +17,7 @@ from al_keras import models as models_lib
 
 METHODS = ("al", "bp")
 DISTRIBUTE = ("none", "blocks", "mirrored", "multi_worker")
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("original", "constant")
 DATASETS = datasets.DATASETS
 
@@ -48,6 +49,9 @@ SCHEMA = {
     "export": (bool, "write saved_model/ at the end"),
     "jit_compile": (bool, "compile the train step with XLA (about 2x faster "
                           "for AL on CPU; with distribute=none only)"),
+    "dtype_policy": (str, f"one of {DTYPE_POLICIES}: Keras' mixed precision "
+                          "(float16 with a loss scale per block optimizer, or "
+                          "bfloat16; variables stay float32)"),
 }
 
 
@@ -64,6 +68,13 @@ CIFAR_MODELS = {
     "resnet20": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
     "resnet32": {"lr": 1e-3, "options": {"kernel_regularizer": 1e-4}},
 }
+
+
+# The light bridges (`:light` of the paper configs): the bridge's hidden
+# layer 1x instead of 5x the label width, and a convolutional s_i
+# average-pooled to about 2x2 before it instead of flattened whole.  The BP
+# twin's head mirrors the last bridge.  See the README's "Performance".
+LIGHT_BRIDGE = {"bridge_multiplier": 1, "bridge_pool_size": 2}
 
 
 def load_config_module(path):
@@ -148,6 +159,7 @@ def base_config(dataset, model, method, *, epochs=200, batch_size=32, lr=1e-4,
     config.pipeline = True
     config.export = True
     config.jit_compile = True
+    config.dtype_policy = "float32"
     return config
 
 
@@ -159,11 +171,13 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
         models: model name -> spec, a dict with optional keys `options`
             (model options of both methods), `al` / `bp` (options of one
             method) and `lr` (instead of the original 1e-4).
-        arg: the config argument, `"model=...,method=...,smoke"`.
+        arg: the config argument, `"model=...,method=...,light,smoke"`
+            (`light`: the light bridges, `LIGHT_BRIDGE`).
         batch_size: the original batch size.
         augment: whether the original augmented this dataset.
     """
-    args = parse_arg(arg, model=next(iter(models)), method="al", smoke=False)
+    args = parse_arg(arg, model=next(iter(models)), method="al", light=False,
+                     smoke=False)
     if args.model not in models:
         raise ConfigError(
             f"The {dataset} configs have models {sorted(models)}, got "
@@ -173,6 +187,8 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
         raise ConfigError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
     spec = models[args.model]
     options = {**spec.get("options", {}), **spec.get(args.method, {})}
+    if args.light:
+        options.update(LIGHT_BRIDGE)
     config = base_config(dataset, args.model, args.method, batch_size=batch_size,
                          lr=spec.get("lr", 1e-4), augment=augment,
                          model_options=options)
@@ -236,6 +252,8 @@ def validate(config):
     check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
     check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
     check(config.distribute in DISTRIBUTE, "distribute", f"one of {DISTRIBUTE}")
+    check(config.dtype_policy in DTYPE_POLICIES, "dtype_policy",
+          f"one of {DTYPE_POLICIES}")
     check(config.num_devices >= 0, "num_devices", "must be >= 0")
     check(config.placement == "auto"
           or re.fullmatch(r"\d+(,\d+)*", config.placement), "placement",

@@ -135,7 +135,7 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                     tf.data.Dataset.from_tensor_slices((x_test, y_test)),
                     input_shape=tuple(x.shape[1:]), num_classes=10,
                     num_train=len(x), num_test=len(x_test))
-        return _batch(_limit(data, **limits), **batches)
+        return pipelines(_limit(data, **limits), **batches)
 
     builder = _prepared_builder(name, data_dir)
     info = builder.info
@@ -153,7 +153,7 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
         images = tf.cast(images, tf.float32) / 255.0
         return standardize(images) if mean is None else images - tf.constant(mean, tf.float32)
 
-    return _batch(_limit(data, **limits), **batches, decode=_decoder(builder),
+    return pipelines(_limit(data, **limits), **batches, decode=_decoder(builder),
                   preprocess=preprocess)
 
 
@@ -237,8 +237,22 @@ def _augment_image(image, seed, padded_size, brightness, contrast, saturation=No
     return standardize(image)
 
 
-def _batch(data, *, batch_size, test_batch_size, seed, augment, decode=None, preprocess=None):
-    """Shuffles, decodes, augments, batches, preprocesses and prefetches both splits."""
+def pipelines(data, *, batch_size, test_batch_size, seed, augment, decode=None,
+              preprocess=None):
+    """Shuffles, decodes, augments, batches, preprocesses and prefetches both splits.
+
+    Args:
+        data: a `Data` whose `train` and `test` hold single examples.
+        batch_size, test_batch_size: batch sizes of the two splits.
+        seed: seed of the shuffle and the augmentation.
+        augment: None, or `augment(image, seed)` for training images.
+        decode: optional map of a stored example to `(image, label)`.
+        preprocess: optional map of an image batch to float32 (training
+            batches get it only without `augment`, which standardizes).
+
+    Returns:
+        `data` with batched, prefetched `train` and `test` (as `load` gives).
+    """
     train = data.train.shuffle(data.num_train, seed=seed, reshuffle_each_iteration=True)
     test = data.test
     if decode is not None:  # After the shuffle, whose buffer holds encoded images.

@@ -158,18 +158,93 @@ class LabelDecoder(_LabelDense):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class FeaturePooling(keras.layers.Layer):
+    """Average-pools a feature map to about `pool_size x pool_size`.
+
+    The pooling of light bridges (and of the BP twin's matching head): a map
+    `(batch, H, W, C)` is averaged over windows of `H // pool_size` by
+    `W // pool_size`, stride the same (rows and columns left over are
+    dropped), so that the map is `pool_size x pool_size` when the sides
+    divide; `pool_size=1` is global average pooling.  Inputs of another rank
+    pass unchanged, so one setting serves a backbone whose last blocks are
+    dense.
+
+    Args:
+        pool_size: int >= 1, the side of the pooled map.
+        **kwargs: base layer keyword arguments.
+
+    Call arguments:
+        inputs: `(batch, H, W, C)` (pooled) or any other rank (unchanged).
+
+    Example:
+
+    >>> FeaturePooling(2)(np.zeros((4, 28, 28, 32), "float32")).shape
+    TensorShape([4, 2, 2, 32])
+    """
+
+    def __init__(self, pool_size, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _check_positive_int(pool_size, "pool_size")
+        self._window = None
+
+    def _window_of(self, input_shape):
+        if len(input_shape) != 4:
+            return None
+        if None in tuple(input_shape[1:3]):
+            raise ValueError(
+                "FeaturePooling needs the feature map's height and width; got "
+                f"input shape {tuple(input_shape)}.")
+        return tuple(max(1, side // self.pool_size) for side in input_shape[1:3])
+
+    def build(self, input_shape):
+        self._window = self._window_of(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        if self._window is None:
+            return inputs
+        # As a reshape and a mean, not a pooling op: XLA's gradient of an
+        # average pool with a wide window is slow on CPU (32 ms against
+        # 1.4 ms for a 28x28x32 batch of 32 pooled to 2x2).
+        (wh, ww), (_, height, width, channels) = self._window, inputs.shape
+        rows, cols = height // wh, width // ww
+        x = inputs[:, :rows * wh, :cols * ww, :]
+        x = keras.ops.reshape(x, (-1, rows, wh, cols, ww, channels))
+        return keras.ops.mean(x, axis=(2, 4))
+
+    def compute_output_shape(self, input_shape):
+        window = self._window_of(input_shape)
+        if window is None:
+            return tuple(input_shape)
+        return (input_shape[0],) + tuple(
+            side // w for side, w in zip(input_shape[1:3], window)
+        ) + (input_shape[3],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Bridge(keras.layers.Layer):
     """The bridge `b_i` of an AL block, mapping `s_i` into t-space.
 
     As in the original code: Flatten -> Dense(`hidden_multiplier * units`)
-    -> Dense(`units`), both with the same bounded activation.  With
-    `hidden_multiplier=0` the hidden layer is dropped (one Dense layer), a
-    light bridge.
+    -> Dense(`units`), both with the same bounded activation.  Two options
+    make it light: `hidden_multiplier` below 5 narrows the hidden layer (0
+    drops it: one Dense layer), and `pool_size=k` average-pools a feature
+    map `(batch, H, W, C)` to about `k x k` before flattening (windows of
+    `H // k` by `W // k`, stride the same; `k=1` is global average pooling),
+    so that the Dense layer sees `k * k * C` features instead of `H * W * C`.
+    Inputs of another rank are flattened unpooled.
 
     Args:
         units: int, width of `t_i`.
         hidden_multiplier: float >= 0, width of the hidden layer as a multiple
             of `units` (5 in the original code).
+        pool_size: int >= 0, the side of the pooled map; 0 (default, as the
+            original) flattens the whole map.
         activation: `"sigmoid"` (default), `"tanh"`, `"elu"` or `"relu"`.
         kernel_initializer: initializer of the kernels, default `"he_normal"`.
         kernel_regularizer: optional regularizer of the kernels.
@@ -184,6 +259,9 @@ class Bridge(keras.layers.Layer):
     >>> b = Bridge(16)
     >>> b(np.zeros((4, 7, 7, 32), "float32")).shape
     TensorShape([4, 16])
+    >>> light = Bridge(16, hidden_multiplier=1, pool_size=2)
+    >>> light(np.zeros((4, 28, 28, 32), "float32")).shape   # Sees 2*2*32.
+    TensorShape([4, 16])
 
     Reference:
         Kao & Chen, Associated Learning, Neural Computation 33(1), 2021.
@@ -196,10 +274,16 @@ class Bridge(keras.layers.Layer):
         activation="sigmoid",
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        pool_size=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.units = _check_positive_int(units, "units")
+        if pool_size != 0:
+            _check_positive_int(pool_size, "pool_size")
+        self.pool_size = pool_size
+        self.pool = (FeaturePooling(pool_size, dtype=self.dtype_policy,
+                                    name="pool") if pool_size else None)
         if isinstance(hidden_multiplier, bool) or not (
             isinstance(hidden_multiplier, (int, float)) and hidden_multiplier >= 0
         ):
@@ -229,6 +313,10 @@ class Bridge(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.pool is not None:
+            self.pool.build(input_shape)
+            input_shape = self.pool.compute_output_shape(input_shape)
         flat_shape = self.flatten.compute_output_shape(input_shape)
         if flat_shape[-1] is None:
             raise ValueError(
@@ -242,7 +330,8 @@ class Bridge(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        x = self.flatten(inputs)
+        x = inputs if self.pool is None else self.pool(inputs)
+        x = self.flatten(x)
         if self.hidden is not None:
             x = self.hidden(x)
         return self.output_dense(x)
@@ -262,6 +351,7 @@ class Bridge(keras.layers.Layer):
             kernel_regularizer=keras.regularizers.serialize(
                 self.kernel_regularizer
             ),
+            pool_size=self.pool_size,
         )
         return config
 
@@ -294,6 +384,9 @@ class AssociatedBlock(keras.layers.Layer):
             `activation` (e.g. `"softmax"` for a cross-entropy `h_1`).
         bridge_multiplier: hidden width of the bridge in units of
             `label_units` (5, as the original; 0 drops the hidden layer).
+        bridge_pool_size: the bridge's `pool_size`: 0 (the original)
+            flattens a convolutional `s_i` whole, k > 0 average-pools it to
+            about k x k first (see `Bridge`).
         kernel_initializer: initializer of g, h and b, default `"he_normal"`.
         kernel_regularizer: optional regularizer of g, h and b.
         decoder_bias_initializer: initializer of h's bias (default zeros).
@@ -333,6 +426,7 @@ class AssociatedBlock(keras.layers.Layer):
         kernel_initializer="he_normal",
         kernel_regularizer=None,
         decoder_bias_initializer="zeros",
+        bridge_pool_size=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -352,6 +446,7 @@ class AssociatedBlock(keras.layers.Layer):
             decoder_bias_initializer
         )
         self.bridge_multiplier = bridge_multiplier
+        self.bridge_pool_size = bridge_pool_size
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         common = dict(
@@ -365,6 +460,7 @@ class AssociatedBlock(keras.layers.Layer):
         self.bridge = Bridge(
             label_units,
             hidden_multiplier=bridge_multiplier,
+            pool_size=bridge_pool_size,
             activation=activation,
             name="bridge",
             **common,
@@ -428,5 +524,6 @@ class AssociatedBlock(keras.layers.Layer):
             decoder_bias_initializer=keras.initializers.serialize(
                 self.decoder_bias_initializer
             ),
+            bridge_pool_size=self.bridge_pool_size,
         )
         return config

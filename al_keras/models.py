@@ -33,6 +33,7 @@ METHODS = ("al", "bp")
 _AL_OPTIONS = {
     "activation": "sigmoid",
     "bridge_multiplier": 5,
+    "bridge_pool_size": 0,
     "output_loss": "mse",
     "loss_weights": None,
     "ae_lr_multiplier": 2.0,
@@ -40,6 +41,7 @@ _AL_OPTIONS = {
 }
 _BP_OPTIONS = {
     "bridge_multiplier": 5,
+    "bridge_pool_size": 0,
     "head_activation": "relu",
     "kernel_regularizer": None,
 }
@@ -53,7 +55,7 @@ def names():
 def associate(encoders, num_classes, label_units=256, activation="sigmoid",
               bridge_multiplier=5, output_loss="mse", loss_weights=None,
               ae_lr_multiplier=2.0, kernel_regularizer=None, input_shape=None,
-              name=None):
+              name=None, bridge_pool_size=0):
     """Makes an `ALModel` from your own Keras layers, one per block.
 
     Args:
@@ -73,6 +75,9 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
         input_shape: optional input shape without the batch axis; if given,
             the model is built now.
         name: optional model name.
+        bridge_pool_size: 0 (the original) flattens a convolutional `s_i`
+            whole into its bridge; k > 0 average-pools it to about k x k
+            first, a light bridge (see `al_keras.Bridge`).
 
     Returns:
         An `ALModel`.
@@ -105,6 +110,7 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
                     else None
                 ),
                 bridge_multiplier=bridge_multiplier,
+                bridge_pool_size=bridge_pool_size,
                 kernel_regularizer=kernel_regularizer,
                 decoder_bias_initializer=(
                     keras.initializers.Constant(-math.log(num_classes - 1))
@@ -175,10 +181,11 @@ def get(name, *, input_shape, num_classes, method="al", **options):
             `vgg`: `encoder_activation`, `dense_units`; `resnet20/32`:
             `depth`, `encoder_activation`),
             `label_units`, and the method's (`al`: `activation`,
-            `bridge_multiplier`, `output_loss`, `loss_weights`,
-            `ae_lr_multiplier`, `kernel_regularizer` as an L2 factor or
-            regularizer; `bp`: `bridge_multiplier`, `head_activation`,
-            `kernel_regularizer`).  An unknown option raises `ValueError`.
+            `bridge_multiplier`, `bridge_pool_size`, `output_loss`,
+            `loss_weights`, `ae_lr_multiplier`, `kernel_regularizer` as an
+            L2 factor or regularizer; `bp`: `bridge_multiplier`,
+            `bridge_pool_size` (of its head, which mirrors the last bridge),
+            `head_activation`, `kernel_regularizer`).  An unknown option raises `ValueError`.
 
     Example:
 
@@ -205,6 +212,7 @@ def get(name, *, input_shape, num_classes, method="al", **options):
             label_units=settings["label_units"],
             activation=settings["activation"],
             bridge_multiplier=settings["bridge_multiplier"],
+            bridge_pool_size=settings["bridge_pool_size"],
             output_loss=settings["output_loss"],
             loss_weights=settings["loss_weights"],
             ae_lr_multiplier=settings["ae_lr_multiplier"],
@@ -217,6 +225,7 @@ def get(name, *, input_shape, num_classes, method="al", **options):
         num_classes,
         label_units=settings["label_units"],
         bridge_multiplier=settings["bridge_multiplier"],
+        bridge_pool_size=settings["bridge_pool_size"],
         head_activation=settings["head_activation"],
         kernel_regularizer=regularizer,
         name=model_name,
@@ -242,6 +251,7 @@ def bp_twin(al_model, head_activation="relu", input_shape=None):
         al_model.num_classes,
         label_units=[b.label_units for b in al_model.blocks],
         bridge_multiplier=al_model.blocks[-1].bridge_multiplier,
+        bridge_pool_size=al_model.blocks[-1].bridge_pool_size,
         head_activation=head_activation,
         kernel_regularizer=al_model.blocks[-1].kernel_regularizer,
         name=f"{al_model.name}_bp_twin",

@@ -61,6 +61,19 @@ def test_config_builds_validates_and_trains_one_step(name, arg):
     assert int(model.optimizer.iterations) == 1
 
 
+def test_light_variant_sets_the_light_bridges_for_both_methods():
+    for name in ("fashion_mnist", "cifar10"):
+        for method in ("al", "bp"):
+            config = load_config_module(name).get_config(
+                f"model=cnn,method={method},light")
+            config_lib.validate(config)
+            assert config.model_options.bridge_multiplier == 1
+            assert config.model_options.bridge_pool_size == 2
+    plain = load_config_module("fashion_mnist").get_config("model=cnn")
+    assert (plain.model_options.bridge_multiplier,
+            plain.model_options.bridge_pool_size) == (5, 0)
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_smoke_variant_is_small(name):
     config = load_config_module(name).get_config("smoke")
@@ -88,6 +101,8 @@ def test_original_settings():
     (lambda c: setattr(c, "distribute", "tpu"), r"config.distribute='tpu' is invalid"),
     (lambda c: setattr(c, "placement", "0;1"), r"config.placement='0;1' is invalid"),
     (lambda c: setattr(c, "num_devices", -1), r"config.num_devices=-1 is invalid"),
+    (lambda c: setattr(c, "dtype_policy", "float16"),
+     r"config.dtype_policy='float16' is invalid: one of"),
     (lambda c: (setattr(c, "distribute", "blocks"), setattr(c, "method", "bp")),
      r"'blocks' places the blocks of an AL model"),
 ])

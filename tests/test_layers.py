@@ -51,6 +51,39 @@ def test_bridge_without_hidden_layer():
     assert layer.hidden is None
 
 
+def test_feature_pooling_averages_windows_to_about_k_by_k():
+    layer = run_layer_test(
+        layers.FeaturePooling, {"pool_size": 2}, IMAGES, (4, 2, 2, 3),
+        expected_num_trainable_weights=0,
+    )
+    out = layer(IMAGES).numpy()
+    np.testing.assert_allclose(out[:, 1, 0], IMAGES[:, 3:, :3].mean(axis=(1, 2)),
+                               rtol=1e-6)
+    # 7x7 to 2: windows of 3, the last row and column dropped.
+    odd = np.random.default_rng(1).random((2, 7, 7, 1)).astype("float32")
+    np.testing.assert_allclose(layers.FeaturePooling(2)(odd).numpy()[:, 1, 1],
+                               odd[:, 3:6, 3:6].mean(axis=(1, 2)), rtol=1e-6)
+    # 1: global average pooling; vectors pass unchanged.
+    np.testing.assert_allclose(layers.FeaturePooling(1)(IMAGES).numpy()[:, 0, 0],
+                               IMAGES.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(layers.FeaturePooling(2)(VECTORS).numpy(), VECTORS)
+
+
+def test_light_bridge_pools_then_narrows():
+    layer = run_layer_test(
+        layers.Bridge, {"units": 4, "hidden_multiplier": 1, "pool_size": 2},
+        IMAGES, (4, 4), expected_num_trainable_weights=4,
+    )
+    assert layer.hidden.kernel.shape == (2 * 2 * 3, 4)  # Not 6 * 6 * 3.
+    # Its output is the unpooled bridge's on the pooled map.
+    plain = layers.Bridge(4, hidden_multiplier=1)
+    plain.build((None, 2, 2, 3))
+    plain.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        layer(IMAGES).numpy(),
+        plain(layers.FeaturePooling(2)(IMAGES)).numpy(), rtol=1e-5)
+
+
 def _dense_block_kwargs():
     return {
         "encoder": keras.layers.Dense(7, activation="elu"),
@@ -100,6 +133,9 @@ def test_associated_block_with_a_sequential_encoder():
         (lambda: layers.LabelEncoder(0), "units"),
         (lambda: layers.LabelEncoder(3, activation="softmax"), "activation"),
         (lambda: layers.Bridge(3, hidden_multiplier=-1), "hidden_multiplier"),
+        (lambda: layers.Bridge(3, pool_size=-2), "pool_size"),
+        (lambda: layers.Bridge(3, pool_size=1.5), "pool_size"),
+        (lambda: layers.FeaturePooling(0), "pool_size"),
         (lambda: layers.AssociatedBlock("dense", 3, 3), "encoder"),
     ],
 )

@@ -95,6 +95,30 @@ def test_bp_twin_has_the_al_inference_path_parameters(name, shape, options):
     assert twin.predict(x, verbose=0).shape == (2, 10)
 
 
+def test_light_bridges_pool_and_narrow_and_the_bp_twin_mirrors_them():
+    original = al_keras.models.get("cnn", input_shape=(28, 28, 1), num_classes=10)
+    light = al_keras.models.get("cnn", input_shape=(28, 28, 1), num_classes=10,
+                                bridge_multiplier=1, bridge_pool_size=2)
+    # Each bridge sees the map pooled to 2x2: 2 * 2 * C features, 1n hidden.
+    assert [b.bridge.hidden.kernel.shape for b in light.blocks] == [
+        (2 * 2 * 32, 256), (2 * 2 * 32, 256), (2 * 2 * 64, 256), (2 * 2 * 64, 256)]
+    assert original.blocks[0].bridge.hidden.kernel.shape == (28 * 28 * 32, 1280)
+    assert light.count_params() < original.count_params() / 10
+    # Encoders, g and h are untouched.
+    for a, b in zip(original.blocks, light.blocks):
+        assert _count(a.encoder.weights) == _count(b.encoder.weights)
+        assert _count(a.label_encoder.weights) == _count(b.label_encoder.weights)
+    bp = al_keras.models.get("cnn", input_shape=(28, 28, 1), num_classes=10,
+                             method="bp", bridge_multiplier=1, bridge_pool_size=2)
+    inference = [v for b in light.blocks for v in b.encoder.weights]
+    inference += light.blocks[-1].bridge.weights
+    inference += [v for b in light.blocks for v in b.label_decoder.weights]
+    assert _count(bp.weights) == _count(inference)
+    assert al_keras.bp_twin(light).bridge_pool_size == 2
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype("float32")
+    assert light.predict(x, verbose=0).shape == (3, 10)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: al_keras.models.get("vgg99", input_shape=(8,), num_classes=3), "Unknown model 'vgg99'"),
     (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="dfa"), "Unknown method 'dfa'"),

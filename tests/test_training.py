@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import al_keras
+from al_keras import train_lib
 
 
 def _model(**options):
@@ -182,6 +183,33 @@ def test_exits(digits):
     assert acc_1 == pytest.approx(np.mean(pred_1 == y_test))
     # The default path is untouched by an exit call.
     np.testing.assert_array_equal(model.predict(x_test[:16], verbose=0), full)
+
+
+def test_every_exit_from_one_pass_equals_each_exit_alone(digits):
+    (x, y), (x_test, y_test) = digits
+    model = _model(num_blocks=3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=6, verbose=0)
+    outputs = model.call_exits(x_test[:16])
+    assert sorted(outputs) == [1, 2, 3]
+    for exit, probabilities in outputs.items():
+        np.testing.assert_allclose(probabilities.numpy(),
+                                   model(x_test[:16], exit=exit).numpy(), atol=1e-6)
+    assert sorted(model.call_exits(x_test[:4], exits=[3, 1])) == [1, 3]
+    # Accuracies of every exit in one pass, as evaluate(exit=i) gives them,
+    # also with a partial last batch and one-hot labels.
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(100)
+    expected = [model.evaluate(test, exit=e, verbose=0, return_dict=True)["accuracy"]
+                for e in (1, 2, 3)]
+    assert train_lib.exit_accuracies(model, test) == pytest.approx(expected, abs=1e-6)
+    assert model.evaluate_exits(test, [2]) == {2: pytest.approx(expected[1], abs=1e-6)}
+    assert train_lib.exit_accuracies(model, test, []) == []
+    one_hot = test.map(lambda a, b: (a, tf.one_hot(b, 10)))
+    assert train_lib.exit_accuracies(model, one_hot, [3, 1]) == pytest.approx(
+        [expected[2], expected[0]], abs=1e-6)
+    assert len({round(a, 4) for a in expected}) > 1  # The exits differ.
+    with pytest.raises(ValueError, match="exit"):
+        model.call_exits(x_test[:4], exits=[4])
 
 
 @pytest.mark.parametrize("exit, error", [(0, ValueError), (4, ValueError), (1.5, TypeError)])
