@@ -30,7 +30,7 @@ class BPModel(keras.Model):
         bridge_multiplier: hidden width of the first head layer, in units of
             `n_L` (0 drops it).
         bridge_pool_size: 0, or k > 0 to average-pool a convolutional
-            feature map to about k x k before the head, as a light bridge of
+            feature map to k x k before the head, as a light bridge of
             the AL model does (see `al_keras.FeaturePooling`).
         head_activation: activation of the head's hidden layers (`"relu"`,
             as the original BP baselines).

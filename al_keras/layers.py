@@ -16,6 +16,7 @@ local loss) lives in :class:`al_keras.ALModel`.
 """
 
 import keras
+import numpy as np
 
 _PACKAGE = "al_keras"
 ACTIVATIONS = ("sigmoid", "tanh", "elu", "relu")
@@ -159,15 +160,21 @@ class LabelDecoder(_LabelDense):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FeaturePooling(keras.layers.Layer):
-    """Average-pools a feature map to about `pool_size x pool_size`.
+    """Adaptive average pooling of a feature map to `pool_size x pool_size`.
 
     The pooling of light bridges (and of the BP twin's matching head): a map
-    `(batch, H, W, C)` is averaged over windows of `H // pool_size` by
-    `W // pool_size`, stride the same (rows and columns left over are
-    dropped), so that the map is `pool_size x pool_size` when the sides
-    divide; `pool_size=1` is global average pooling.  Inputs of another rank
-    pass unchanged, so one setting serves a backbone whose last blocks are
-    dense.
+    `(batch, H, W, C)` becomes `(batch, k, k, C)`, `k = pool_size` (or `H`,
+    `W` where they are smaller), output row i averaging input rows
+    `floor(i * H / k)` to `ceil((i + 1) * H / k)` (columns alike): windows
+    that cover every row and column, overlapping by one where `k` does not
+    divide `H` (7 to 2: rows 0-3 and 3-6).  `pool_size=1` is global average
+    pooling.  Inputs of another rank pass unchanged, so one setting serves a
+    backbone whose last blocks are dense.
+
+    Computed as a reshape and a mean where `k` divides the sides, else as
+    two small matrix products; not as a pooling op: XLA's gradient of a
+    wide-window average pool is slow on CPU (32 ms against 1.4 ms for a
+    28x28x32 batch of 32 pooled to 2x2).
 
     Args:
         pool_size: int >= 1, the side of the pooled map.
@@ -178,47 +185,58 @@ class FeaturePooling(keras.layers.Layer):
 
     Example:
 
-    >>> FeaturePooling(2)(np.zeros((4, 28, 28, 32), "float32")).shape
+    >>> FeaturePooling(2)(np.zeros((4, 7, 7, 32), "float32")).shape
     TensorShape([4, 2, 2, 32])
     """
 
     def __init__(self, pool_size, **kwargs):
         super().__init__(**kwargs)
         self.pool_size = _check_positive_int(pool_size, "pool_size")
-        self._window = None
+        self._rows = self._cols = None
 
-    def _window_of(self, input_shape):
+    def _sides(self, input_shape):
         if len(input_shape) != 4:
             return None
         if None in tuple(input_shape[1:3]):
             raise ValueError(
                 "FeaturePooling needs the feature map's height and width; got "
                 f"input shape {tuple(input_shape)}.")
-        return tuple(max(1, side // self.pool_size) for side in input_shape[1:3])
+        return tuple(int(side) for side in input_shape[1:3])
+
+    def _averaging_matrix(self, side):
+        """(out, side) matrix whose row i averages input window i."""
+        out = min(self.pool_size, side)
+        matrix = np.zeros((out, side), "float32")
+        for i in range(out):
+            start, stop = (i * side) // out, -((-(i + 1) * side) // out)
+            matrix[i, start:stop] = 1.0 / (stop - start)
+        return matrix
 
     def build(self, input_shape):
-        self._window = self._window_of(input_shape)
+        sides = self._sides(input_shape)
+        if sides is not None:
+            self._rows, self._cols = (self._averaging_matrix(s) for s in sides)
         self.built = True
 
     def call(self, inputs):
-        if self._window is None:
+        if self._rows is None:
             return inputs
-        # As a reshape and a mean, not a pooling op: XLA's gradient of an
-        # average pool with a wide window is slow on CPU (32 ms against
-        # 1.4 ms for a 28x28x32 batch of 32 pooled to 2x2).
-        (wh, ww), (_, height, width, channels) = self._window, inputs.shape
-        rows, cols = height // wh, width // ww
-        x = inputs[:, :rows * wh, :cols * ww, :]
-        x = keras.ops.reshape(x, (-1, rows, wh, cols, ww, channels))
-        return keras.ops.mean(x, axis=(2, 4))
+        (out_h, height), (out_w, width) = self._rows.shape, self._cols.shape
+        if height % out_h == 0 and width % out_w == 0:  # Equal windows: cheaper.
+            x = keras.ops.reshape(inputs, (-1, out_h, height // out_h, out_w,
+                                           width // out_w, inputs.shape[-1]))
+            return keras.ops.mean(x, axis=(2, 4))
+        rows = keras.ops.cast(self._rows, inputs.dtype)
+        cols = keras.ops.cast(self._cols, inputs.dtype)
+        x = keras.ops.einsum("ih,bhwc->biwc", rows, inputs)
+        return keras.ops.einsum("jw,biwc->bijc", cols, x)
 
     def compute_output_shape(self, input_shape):
-        window = self._window_of(input_shape)
-        if window is None:
+        sides = self._sides(input_shape)
+        if sides is None:
             return tuple(input_shape)
         return (input_shape[0],) + tuple(
-            side // w for side, w in zip(input_shape[1:3], window)
-        ) + (input_shape[3],)
+            min(self.pool_size, side) for side in sides) + (input_shape[3],)
 
     def get_config(self):
         config = super().get_config()
@@ -234,10 +252,10 @@ class Bridge(keras.layers.Layer):
     -> Dense(`units`), both with the same bounded activation.  Two options
     make it light: `hidden_multiplier` below 5 narrows the hidden layer (0
     drops it: one Dense layer), and `pool_size=k` average-pools a feature
-    map `(batch, H, W, C)` to about `k x k` before flattening (windows of
-    `H // k` by `W // k`, stride the same; `k=1` is global average pooling),
-    so that the Dense layer sees `k * k * C` features instead of `H * W * C`.
-    Inputs of another rank are flattened unpooled.
+    map `(batch, H, W, C)` to `k x k` before flattening (`FeaturePooling`;
+    `k=1` is global average pooling), so that the Dense layer sees
+    `k * k * C` features instead of `H * W * C`.  Inputs of another rank
+    are flattened unpooled.
 
     Args:
         units: int, width of `t_i`.
@@ -386,7 +404,7 @@ class AssociatedBlock(keras.layers.Layer):
             `label_units` (5, as the original; 0 drops the hidden layer).
         bridge_pool_size: the bridge's `pool_size`: 0 (the original)
             flattens a convolutional `s_i` whole, k > 0 average-pools it to
-            about k x k first (see `Bridge`).
+            to k x k first (see `FeaturePooling`).
         kernel_initializer: initializer of g, h and b, default `"he_normal"`.
         kernel_regularizer: optional regularizer of g, h and b.
         decoder_bias_initializer: initializer of h's bias (default zeros).

@@ -76,7 +76,7 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
             the model is built now.
         name: optional model name.
         bridge_pool_size: 0 (the original) flattens a convolutional `s_i`
-            whole into its bridge; k > 0 average-pools it to about k x k
+            whole into its bridge; k > 0 average-pools it to k x k
             first, a light bridge (see `al_keras.Bridge`).
 
     Returns:

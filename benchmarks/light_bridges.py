@@ -47,6 +47,9 @@ _LR = flags.DEFINE_float("lr", 1e-3, "Learning rate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every run.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/al_keras_light_bridges",
                                "Folder of the runs' workdirs.")
+_OVERRIDES = flags.DEFINE_list(
+    "overrides", [], "More config keys for every run, key=value, e.g. "
+    "model_options.label_units=256.")
 _JSON = flags.DEFINE_string("json", None, "Write the rows to this file.")
 
 VARIANTS = {"al": "method=al", "al_light": "method=al,light",
@@ -73,7 +76,7 @@ def train(model, variant):
         f"--config.lr={_LR.value}",
         f"--config.seed={_SEED.value}",
         "--config.export=false",
-    ]
+    ] + [f"--config.{override}" for override in _OVERRIDES.value]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
@@ -117,6 +120,7 @@ def main(argv):
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump({"epochs": _EPOCHS.value, "lr": _LR.value, "seed": _SEED.value,
+                       "overrides": list(_OVERRIDES.value),
                        "rows": rows}, f, indent=2)
 
 

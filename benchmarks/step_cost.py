@@ -53,6 +53,9 @@ _JIT = flags.DEFINE_bool("jit_compile", True, "Compile the steps with XLA.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds per model.")
 _SECONDS = flags.DEFINE_float("round_seconds", 0.5,
                               "Aim of each round's length (sets its steps).")
+_OPTIONS = flags.DEFINE_list(
+    "options", [], "Model options for both methods, key=value (ints or "
+    "floats), e.g. label_units=256.")
 _JSON = flags.DEFINE_string("json", None, "Write the rows to this file.")
 _PROFILE = flags.DEFINE_bool(
     "profile", False, "Also time and count each AL block's local step alone "
@@ -64,8 +67,9 @@ _CONFIG_OF_MODEL = {"mlp": "fashion_mnist", "cnn": "fashion_mnist",
 _SHAPE_OF_DATASET = {"fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 
-def config_of(model, method, bridge="original"):
-    """The config of `model` and `method` (its dataset's), light if asked."""
+def config_of(model, method, bridge="original", options=()):
+    """The config of `model` and `method` (its dataset's), light if asked,
+    with `options` ("key=value") set in its model options."""
     from al_keras import config_lib
 
     path = os.path.join(os.path.dirname(__file__), "..", "configs",
@@ -73,7 +77,11 @@ def config_of(model, method, bridge="original"):
     arg = f"model={model},method={method}"
     if bridge == "light":
         arg += ",light"
-    return config_lib.load_config_module(path).get_config(arg)
+    config = config_lib.load_config_module(path).get_config(arg)
+    for option in options:
+        key, _, value = option.partition("=")
+        config.model_options[key] = type(config.model_options[key])(float(value))
+    return config
 
 
 def build(config, batch_size, jit_compile):
@@ -170,7 +178,7 @@ def measure(model_name, batch, bridge, jit_compile, repeats, round_seconds,
     keras.backend.clear_session(free_memory=True)  # The last row's models.
     timers, flops, batch_size, blocks = {}, {}, None, None
     for method in ("al", "bp"):
-        config = config_of(model_name, method, bridge)
+        config = config_of(model_name, method, bridge, _OPTIONS.value)
         batch_size = config.batch_size if batch == "config" else int(batch)
         model, x, y = build(config, batch_size, jit_compile)
         flops[method] = count_flops(model, x, y)
@@ -189,6 +197,7 @@ def measure(model_name, batch, bridge, jit_compile, repeats, round_seconds,
     flop_ratio = flops["al"] / flops["bp"]
     return {
         "model": model_name, "batch_size": batch_size, "bridge": bridge,
+        "options": list(_OPTIONS.value),
         "jit_compile": jit_compile,
         "al_ms_per_step": round(al * 1e3, 2), "bp_ms_per_step": round(bp * 1e3, 2),
         "al_gflops_per_step": round(flops["al"] / 1e9, 3),

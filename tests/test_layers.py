@@ -59,10 +59,15 @@ def test_feature_pooling_averages_windows_to_about_k_by_k():
     out = layer(IMAGES).numpy()
     np.testing.assert_allclose(out[:, 1, 0], IMAGES[:, 3:, :3].mean(axis=(1, 2)),
                                rtol=1e-6)
-    # 7x7 to 2: windows of 3, the last row and column dropped.
+    # 7x7 to 2: windows 0-3 and 3-6, every row and column used.
     odd = np.random.default_rng(1).random((2, 7, 7, 1)).astype("float32")
-    np.testing.assert_allclose(layers.FeaturePooling(2)(odd).numpy()[:, 1, 1],
-                               odd[:, 3:6, 3:6].mean(axis=(1, 2)), rtol=1e-6)
+    pooled = layers.FeaturePooling(2)(odd).numpy()
+    assert pooled.shape == (2, 2, 2, 1)
+    np.testing.assert_allclose(pooled[:, 1, 0], odd[:, 3:, :4].mean(axis=(1, 2)),
+                               rtol=1e-5)
+    # A map smaller than k stays as it is.
+    np.testing.assert_allclose(layers.FeaturePooling(4)(odd[:, :3, :3]).numpy(),
+                               odd[:, :3, :3], rtol=1e-6)
     # 1: global average pooling; vectors pass unchanged.
     np.testing.assert_allclose(layers.FeaturePooling(1)(IMAGES).numpy()[:, 0, 0],
                                IMAGES.mean(axis=(1, 2)), rtol=1e-6)
