@@ -5,8 +5,8 @@
 The model: the zoo CNN made deep, one block of two 3x3 convolutions per
 entry of `--filters` (default 8 blocks: 32, 32, 64, 64, 128, 128, 256,
 256, the zoo CNN's widths continued; stride 2 at the end of every second
-block, as the zoo CNN), light bridges (hidden layer 1x the label width, the map pooled to
-2x2), on random CIFAR-shaped data (32x32x3, 10 classes) at batch
+block, as the zoo CNN), the configs' light bridges
+(`config_lib.LIGHT_BRIDGE`), on random CIFAR-shaped data (32x32x3, 10 classes) at batch
 `--batch_size` (1024), Adam, `jit_compile` as `--jit_compile`.  Each method runs
 in a fresh process (`--method` is the child's flag): it builds the model,
 compiles it and takes one warm-up step (tracing, XLA compilation), then

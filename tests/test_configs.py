@@ -68,7 +68,7 @@ def test_light_variant_sets_the_light_bridges_for_both_methods():
                 f"model=cnn,method={method},light")
             config_lib.validate(config)
             assert config.model_options.bridge_multiplier == 1
-            assert config.model_options.bridge_pool_size == 2
+            assert config.model_options.bridge_pool_size == 4
     plain = load_config_module("fashion_mnist").get_config("model=cnn")
     assert (plain.model_options.bridge_multiplier,
             plain.model_options.bridge_pool_size) == (5, 0)
