@@ -7,7 +7,6 @@ graph (op ancestry).
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import al_keras
