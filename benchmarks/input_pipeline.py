@@ -25,10 +25,11 @@ the training slowed by the input threads sharing the CPU).  Target: <= 5%.
 import json
 import os
 import statistics
-import time
 
 from absl import app
 from absl import flags
+
+import step_timing
 
 _MODELS = flags.DEFINE_list("models", ["mlp", "cnn"],
                             "Models of configs/cifar10.py.")
@@ -66,17 +67,8 @@ def synthetic_cifar10(num_images, batch_size, seed=0):
         preprocess=lambda x: datasets.standardize(tf.cast(x, tf.float32) / 255.0))
 
 
-def _seconds_per_step(function, iterator, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        logs = function(iterator)
-    float(logs["loss"])
-    return (time.perf_counter() - start) / steps
-
-
 def measure(model_name, method):
     import keras
-    import tensorflow as tf
 
     import al_keras
     from al_keras import config_lib
@@ -89,18 +81,14 @@ def measure(model_name, method):
                                 num_classes=10, **config.model_options.to_dict())
     model.compile(optimizer=keras.optimizers.Adam(config.lr), metrics=["accuracy"],
                   jit_compile=config.jit_compile)
-    model.make_train_function()
-    pipeline = iter(data.train.repeat())
-    one_batch = next(iter(data.train))
-    memory = iter(tf.data.Dataset.from_tensors(one_batch).cache().repeat())
-    _seconds_per_step(model.train_function, pipeline, 5)  # Compiles, fills buffers.
-    _seconds_per_step(model.train_function, memory, 5)
+    pipeline = step_timing.step_timer(model, iter(data.train.repeat()))
+    memory = step_timing.step_timer(model, step_timing.one_batch(*next(iter(data.train))))
+    pipeline(5)  # Compiles, fills buffers.
+    memory(5)
     rounds = {"pipeline": [], "memory": []}
     for _ in range(_REPEATS.value):
-        rounds["pipeline"].append(
-            _seconds_per_step(model.train_function, pipeline, _STEPS.value))
-        rounds["memory"].append(
-            _seconds_per_step(model.train_function, memory, _STEPS.value))
+        rounds["pipeline"].append(pipeline(_STEPS.value))
+        rounds["memory"].append(memory(_STEPS.value))
     t_pipeline = statistics.median(rounds["pipeline"])
     t_memory = statistics.median(rounds["memory"])
     return {"model": model_name, "method": method, "batch_size": config.batch_size,

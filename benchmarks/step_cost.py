@@ -42,6 +42,8 @@ import time
 from absl import app
 from absl import flags
 
+import step_timing
+
 _MODELS = flags.DEFINE_list("models", ["mlp", "cnn", "vgg", "resnet20"],
                             "Zoo models to measure.")
 _BATCH_SIZES = flags.DEFINE_list(
@@ -149,27 +151,6 @@ def _live_ops(graph):
     return live
 
 
-class StepTimer:
-    """Times Keras' compiled train function on one batch held in memory."""
-
-    def __init__(self, model, x, y):
-        import tensorflow as tf
-
-        self.model = model
-        data = tf.data.Dataset.from_tensors((x, y)).cache().repeat()
-        self.iterator = iter(data)
-        model.make_train_function()
-        self.function = model.train_function
-
-    def run(self, steps):
-        """Seconds per step over `steps` steps."""
-        start = time.perf_counter()
-        for _ in range(steps):
-            logs = self.function(self.iterator)
-        float(logs["loss"])  # Waits for the last step.
-        return (time.perf_counter() - start) / steps
-
-
 def measure(model_name, batch, bridge, jit_compile, repeats, round_seconds,
             profile=False):
     """One row: AL and BP of `model_name` at `batch`, alternating."""
@@ -184,14 +165,14 @@ def measure(model_name, batch, bridge, jit_compile, repeats, round_seconds,
         flops[method] = count_flops(model, x, y)
         if method == "al" and profile:
             blocks = block_profile(model, x, y, jit_compile, round_seconds)
-        timers[method] = StepTimer(model, x, y)
-        timers[method].run(3)  # Compiles; warms up.
-    steps = {m: max(2, round(round_seconds / t.run(2)))
-             for m, t in timers.items()}
+        timers[method] = step_timing.step_timer(model, step_timing.one_batch(x, y))
+        timers[method](3)  # Compiles; warms up.
+    steps = {m: max(2, round(round_seconds / run(2)))
+             for m, run in timers.items()}
     seconds = {m: [] for m in timers}
     for _ in range(repeats):
-        for method, timer in timers.items():
-            seconds[method].append(timer.run(steps[method]))
+        for method, run in timers.items():
+            seconds[method].append(run(steps[method]))
     al, bp = (statistics.median(seconds[m]) for m in ("al", "bp"))
     time_ratio = al / bp
     flop_ratio = flops["al"] / flops["bp"]

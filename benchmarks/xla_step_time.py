@@ -9,40 +9,24 @@ Keras dtype policy (`float32`; mixed precision `mixed_float16`, with a loss
 scale per optimizer, and `mixed_bfloat16`), each compiled with
 `jit_compile=False` and `=True`, warmed up on 5 steps, then timed on one
 batch (Keras' compiled train function on one batch held in memory, as
-`step_cost.py` times it; timing `fit` on arrays here showed steps quantized
+`step_timing.step_timer` times it for every benchmark; timing `fit` on arrays here showed steps quantized
 to multiples of ~64 ms).  Prints ms/step (median of 3 rounds of `--steps`),
 the ratio plain/XLA, s per Fashion-MNIST epoch (1,875 steps) with XLA, and
 the XLA step time relative to float32's.
 """
 
 import statistics
-import time
 
 from absl import app
 from absl import flags
+
+import step_timing
 
 _MODELS = flags.DEFINE_list("models", ["mlp", "cnn"], "Zoo models to time.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per round.")
 _POLICIES = flags.DEFINE_list(
     "dtype_policies", ["float32", "mixed_float16", "mixed_bfloat16"],
     "Keras dtype policies to time.")
-
-
-def _step_timer(model, x, y):
-    """A function running `steps` training steps; returns seconds per step."""
-    import tensorflow as tf
-
-    iterator = iter(tf.data.Dataset.from_tensors((x, y)).cache().repeat())
-    model.make_train_function()
-
-    def run(steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            logs = model.train_function(iterator)
-        float(logs["loss"])
-        return (time.perf_counter() - start) / steps
-
-    return run
 
 
 def main(argv):
@@ -71,7 +55,7 @@ def main(argv):
                             num_classes=10)
                     model.compile(optimizer=keras.optimizers.Adam(1e-4),
                                   metrics=["accuracy"], jit_compile=jit)
-                    run = _step_timer(model, x, y)
+                    run = step_timing.step_timer(model, step_timing.one_batch(x, y))
                     run(5)  # Compiles; warms up.
                     ms[jit] = statistics.median(
                         run(_STEPS.value) for _ in range(3)) * 1000
