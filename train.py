@@ -19,34 +19,72 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-def check_overrides(argv):
-    """Exits with a clear message for `--config.KEY` overrides of unknown keys.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DEFAULT_CONFIG = os.path.join(_HERE, "configs", "digits.py")
 
-    (ml_collections would answer a bare AttributeError while parsing flags.)
-    """
+
+def check_arguments(argv):
+    """Exits with one clear line for a bad `--config` file or argument, or a
+    `--config.KEY=VALUE` override of an unknown key or of a value of the
+    wrong type (ml_collections would answer a traceback or a usage dump)."""
     from al_keras import config_lib, models
 
+    config = None  # The config the overrides apply to.
+    for arg in argv[1:]:
+        match = re.fullmatch(r"--config=([^:]*)(?::(.*))?", arg)
+        if match:
+            path, config_arg = match.groups()
+            if not os.path.isfile(path):
+                sys.exit(f"train.py: {arg}: no config file {path!r}.")
+            try:
+                config = config_lib.load_config_module(path).get_config(config_arg)
+            except Exception as e:  # Reported, not swallowed: we exit on it.
+                sys.exit(f"train.py: {arg}: {e}")
     options = models.all_option_names()
     for arg in argv[1:]:
-        match = re.match(r"--config\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?", arg)
+        match = re.fullmatch(r"--config\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:=(.*))?",
+                             arg)
         if not match:
             continue
-        key, option = match.groups()
+        key, option, value = match.groups()
         if key not in config_lib.SCHEMA:
             sys.exit(f"train.py: unknown config key {key!r} in {arg!r}; known keys: "
                      f"{', '.join(sorted(config_lib.SCHEMA))}.")
         if key == "model_options" and option not in options:
             sys.exit(f"train.py: unknown model option {option!r} in {arg!r}; model "
                      f"options: {', '.join(sorted(options))}.")
+        if value is None:
+            continue
+        kind, meaning = config_lib.SCHEMA[key]
+        if key == "model_options":
+            if config is None:
+                config = config_lib.load_config_module(_DEFAULT_CONFIG).get_config()
+            default = config.model_options.get(option)
+            if not isinstance(default, (bool, int, float)):
+                continue  # Strings, tuples and unset options: ml_collections parses.
+            kind, key = type(default), f"model_options.{option}"
+            meaning = f"default {default!r}"
+        if not _parses_as(kind, value):
+            sys.exit(f"train.py: {arg}: config.{key} must be {kind.__name__} "
+                     f"({meaning}), got {value!r}.")
+
+
+def _parses_as(kind, text):
+    if kind is bool:
+        return text.lower() in ("true", "false", "1", "0")
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
 
 
 if __name__ == "__main__":
     # Before the flags are defined: config_flags applies overrides right then.
-    check_overrides(sys.argv)
+    check_arguments(sys.argv)
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "digits.py"),
+    "config", _DEFAULT_CONFIG,
     "A config file, optionally with an argument: configs/x.py:model=cnn,method=bp.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default: /tmp/al_keras/<dataset>_<model>_<method>"
@@ -57,7 +95,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here.
-    from al_keras import config_lib, datasets, train_lib
+    from al_keras import train_lib
 
     config = _CONFIG.value
     name = f"{config.dataset}_{config.model}_{config.method}"
@@ -67,7 +105,7 @@ def main(argv):
     print(f"workdir: {workdir}")
     try:
         results = train_lib.train_and_evaluate(config, workdir)
-    except (config_lib.ConfigError, datasets.DatasetUnavailableError) as e:
+    except train_lib.USER_ERRORS as e:  # Said in one line; nothing is lost.
         sys.exit(f"train.py: {e}")
     except KeyboardInterrupt:
         finished = train_lib.finished_epochs(workdir)

@@ -15,10 +15,12 @@ from al_keras import pipeline_simulator
 from al_keras.al_model import ALModel
 from al_keras.backbones import ResidualUnit
 from al_keras.bp_model import BPModel
+from al_keras.input_checks import InputDataError
 from al_keras.labels import ClassificationCrossentropy
 from al_keras.layers import (AssociatedBlock, Bridge, FeaturePooling, LabelDecoder,
                              LabelEncoder)
 from al_keras.models import associate, bp_twin
+from al_keras.nonfinite import NonFiniteLossError
 from al_keras.optimizers import ScaledSchedule
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "Bridge",
     "FeaturePooling",
     "ClassificationCrossentropy",
+    "InputDataError",
     "LabelDecoder",
     "LabelEncoder",
+    "NonFiniteLossError",
     "ResidualUnit",
     "ScaledSchedule",
     "associate",

@@ -7,7 +7,9 @@ import tensorflow as tf
 
 from al_keras import distribute as distribute_lib
 from al_keras import export as export_lib
+from al_keras import input_checks
 from al_keras import labels as labels_lib
+from al_keras import nonfinite
 from al_keras import optimizers as optimizers_lib
 from al_keras import pipeline as pipeline_lib
 from al_keras.layers import AssociatedBlock
@@ -16,7 +18,7 @@ OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
-class ALModel(keras.Model):
+class ALModel(input_checks.CheckedDataMixin, keras.Model):
     """A classifier made of `AssociatedBlock`s, trained by Associated Learning.
 
     Training (`fit`) never back-propagates across a block boundary.  For each
@@ -156,6 +158,8 @@ class ALModel(keras.Model):
         ]
         self.total_loss_tracker = _SumOfResults(
             self.assoc_loss_trackers + self.ae_loss_trackers, name="loss")
+        self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
+        self.on_nonfinite_loss = "stop"
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._active_exit = None
@@ -183,13 +187,23 @@ class ALModel(keras.Model):
         if getattr(self, "compiled", False):
             self._build_optimizers()
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None,
+                on_nonfinite_loss="stop", **kwargs):
         """Configures training; see `keras.Model.compile`.
 
         `loss` must stay unset: AL trains with its own local losses.  The
         optimizer (string or instance) is cloned into one optimizer per block
         and per loss family.
+
+        `on_nonfinite_loss`: `"stop"` (default) makes `fit` raise
+        `al_keras.NonFiniteLossError` naming the block, the loss and the
+        step as soon as a local loss is NaN or Inf; `"skip"` makes each
+        block skip the update of a batch whose loss or gradients are not
+        finite, and go on (logged as `skipped_updates`: the local updates,
+        two per block and batch, skipped in the epoch; not under a data-parallel
+        strategy, whose all-reduced updates cannot be skipped by one replica).
         """
+        nonfinite.check_mode(on_nonfinite_loss, self.distribute_strategy)
         if loss is not None:
             raise ValueError(
                 "ALModel trains with its own local losses; leave `loss` unset "
@@ -209,6 +223,8 @@ class ALModel(keras.Model):
                 )
             kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self._compile_config.config["on_nonfinite_loss"] = on_nonfinite_loss
         self._placement.drain_function = None
         self.assoc_optimizers = []
         self.ae_optimizers = []
@@ -261,18 +277,35 @@ class ALModel(keras.Model):
         rest = [
             m
             for m in super().metrics
-            if m is not keras_loss and not any(m is o for o in own)
+            if m is not keras_loss and m is not self.skipped_updates_tracker
+            and not any(m is o for o in own)
         ]
+        if self.on_nonfinite_loss == "skip":
+            own.append(self.skipped_updates_tracker)
         return own + rest
 
-    def _record_losses(self, assoc_losses, ae_losses, weights=None):
-        """Updates the per-block loss trackers (`weights`: one per block)."""
+    def _record_losses(self, assoc_losses, ae_losses, weights=None,
+                       applied=None):
+        """Updates the per-block loss trackers (`weights`: one per block).
+
+        `applied`: with `on_nonfinite_loss="skip"`, per block whether its
+        associated and its auto-encoder update were made (a bool pair); a
+        skipped update's loss is left out of its mean and counted in
+        `skipped_updates`.
+        """
         weights = weights or [None] * self.num_blocks
+        assoc_weights = ae_weights = weights
+        if applied is not None:
+            assoc_applied, ae_applied = [a[0] for a in applied], [a[1] for a in applied]
+            assoc_losses, assoc_weights = _kept(assoc_losses, weights, assoc_applied)
+            ae_losses, ae_weights = _kept(ae_losses, weights, ae_applied)
+            self.skipped_updates_tracker.update_state(tf.reduce_sum(
+                1.0 - tf.cast(tf.stack(assoc_applied + ae_applied), "float32")))
         for tracker, value, weight in zip(
-                self.assoc_loss_trackers, assoc_losses, weights):
+                self.assoc_loss_trackers, assoc_losses, assoc_weights):
             tracker.update_state(value, sample_weight=weight)
         for tracker, value, weight in zip(
-                self.ae_loss_trackers, ae_losses, weights):
+                self.ae_loss_trackers, ae_losses, ae_weights):
             tracker.update_state(value, sample_weight=weight)
 
     # ----------------------------------------------------------- local parts
@@ -423,9 +456,9 @@ class ALModel(keras.Model):
         self._follow_learning_rate()
         if self._placement.pipelined:
             pipeline_lib.train_step(self, x, y, sample_weight)
-            self.optimizer.iterations.assign_add(1)
+            self._count_step(x)
             return self.get_metrics_result()
-        t_prev = labels_lib.to_one_hot(y, self.num_classes)
+        t_prev = self._targets(y)
 
         # Label side first (cheap): t_i are the targets of the input side.
         # Its updates are applied last, so that the metrics below decode
@@ -444,24 +477,61 @@ class ALModel(keras.Model):
         # before block i's update, and starts only once block i's gradients
         # exist: a traced step then never holds two blocks' activations for
         # their backward passes at once (peak memory ~ one block's).
-        s, assoc_losses = x, []
+        s, assoc_losses, assoc_applied = x, [], []
         for index, optimizer in enumerate(self.assoc_optimizers):
             with self._placement.block_scope(index):
                 s, prediction, loss, grads = self._input_gradients(
                     index, s, targets[index], sample_weight, optimizer)
-                optimizer.apply(grads, self.blocks[index].input_side_variables)
+                assoc_applied.append(self._apply(
+                    optimizer, grads, self.blocks[index].input_side_variables, loss))
             s = _after(grads, s)
             assoc_losses.append(loss)
 
         y_pred = self._decode(prediction, self.num_blocks)
+        applied = []
         for index, (optimizer, grads) in enumerate(
                 zip(self.ae_optimizers, ae_grads)):
             with self._placement.block_scope(index):
-                optimizer.apply(grads, self.blocks[index].label_side_variables)
-        self.optimizer.iterations.assign_add(1)
+                applied.append(tf.stack([assoc_applied[index], self._apply(
+                    optimizer, grads, self.blocks[index].label_side_variables,
+                    ae_losses[index])]))
+        self._count_step(x)
 
-        self._record_losses(assoc_losses, ae_losses)
+        self._record_losses(assoc_losses, ae_losses, applied=(
+            applied if self.on_nonfinite_loss == "skip" else None))
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def _count_step(self, x):
+        """Adds 1 to `model.optimizer.iterations`, once the batch `x` is read.
+
+        (Without XLA a step whose input fails, e.g. a data check in the
+        pipeline, would still run an increment that depends on nothing.)
+        """
+        with tf.control_dependencies([x]):
+            self.optimizer.iterations.assign_add(1)
+
+    def _apply(self, optimizer, grads, variables, loss):
+        """`optimizer.apply(grads, variables)`; returns whether it applied.
+
+        With `on_nonfinite_loss="skip"` a non-finite loss or gradient skips
+        the update (the optimizer's state and iterations stay as they are).
+        """
+        if self.on_nonfinite_loss != "skip":
+            optimizer.apply(grads, variables)
+            return tf.constant(True)
+        finite = nonfinite.all_finite(loss, grads)
+
+        def apply():
+            optimizer.apply(grads, variables)
+            return tf.constant(True)
+
+        return tf.cond(finite, apply, lambda: tf.constant(False))
+
+    def _targets(self, y):
+        """One-hot targets of labels `y`.  The in-step range check is left out
+        under XLA, which ignores it (fit/evaluate check the data before)."""
+        return labels_lib.to_one_hot(y, self.num_classes,
+                                     validate=not self.jit_compile)
 
     def _step_logs(self, logs):
         """The step's logs, as Keras can reduce them over the replicas.
@@ -525,7 +595,9 @@ class ALModel(keras.Model):
                 default the model's own for that block.
 
         Returns:
-            `(s_i, t_i, b_i(s_i), assoc_loss, ae_loss)`.
+            `(s_i, t_i, b_i(s_i), assoc_loss, ae_loss, applied)`, `applied`
+            telling whether the associated and the auto-encoder update
+            were made (a bool pair; see `_apply`).
         """
         ae_optimizer, assoc_optimizer = optimizers or (
             self.ae_optimizers[index], self.assoc_optimizers[index])
@@ -534,9 +606,10 @@ class ALModel(keras.Model):
             index, t_prev, sample_weight, ae_optimizer)
         s, prediction, assoc_loss, grads = self._input_gradients(
             index, s_prev, t, sample_weight, assoc_optimizer)
-        assoc_optimizer.apply(grads, block.input_side_variables)
-        ae_optimizer.apply(ae_grads, block.label_side_variables)
-        return s, t, prediction, assoc_loss, ae_loss
+        applied = tf.stack([
+            self._apply(assoc_optimizer, grads, block.input_side_variables, assoc_loss),
+            self._apply(ae_optimizer, ae_grads, block.label_side_variables, ae_loss)])
+        return s, t, prediction, assoc_loss, ae_loss, applied
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras' symbolic build, from one replica's batch.
@@ -561,9 +634,13 @@ class ALModel(keras.Model):
                                              data_batch=data_batch)
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`; a pipelined model drains after each epoch."""
+        """`keras.Model.fit`; a pipelined model drains after each epoch, and
+        a non-finite local loss stops it (see `compile`)."""
+        callbacks = list(callbacks or [])
         if self._placement.pipelined:
-            callbacks = [pipeline_lib.DrainAtEpochEnd(self), *(callbacks or [])]
+            callbacks.insert(0, pipeline_lib.DrainAtEpochEnd(self))
+        if self.on_nonfinite_loss == "stop":
+            callbacks.insert(0, nonfinite.StopOnNonFiniteLoss())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _follow_learning_rate(self):
@@ -596,7 +673,7 @@ class ALModel(keras.Model):
             block: the weighted associated and auto-encoder losses (scalars,
             float32) and the bridge outputs `b_i(s_i)`.
         """
-        t, s = labels_lib.to_one_hot(y, self.num_classes), x
+        t, s = self._targets(y), x
         assoc_losses, ae_losses, predictions = [], [], []
         for index in range(self.num_blocks):
             t, ae_loss = self._label_side(index, t, sample_weight, training)
@@ -762,6 +839,13 @@ def _reduce(per_example, sample_weight):
     return tf.reduce_sum(per_example * weight) / tf.cast(
         tf.size(per_example), "float32"
     )
+
+
+def _kept(losses, weights, applied):
+    """Losses and tracker weights leaving out the updates not `applied`."""
+    kept = [tf.cast(a, "float32") for a in applied]
+    return ([tf.where(a, v, 0.0) for a, v in zip(applied, losses)],
+            [k if w is None else w * k for k, w in zip(kept, weights)])
 
 
 def _after(tensors, value):

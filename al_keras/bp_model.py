@@ -3,12 +3,14 @@
 import keras
 
 from al_keras import export as export_lib
+from al_keras import input_checks
+from al_keras import nonfinite
 from al_keras.labels import ClassificationCrossentropy, check_num_classes
 from al_keras.layers import FeaturePooling
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
-class BPModel(keras.Model):
+class BPModel(input_checks.CheckedDataMixin, keras.Model):
     """The same backbone as an AL model, trained end to end by backprop.
 
     The head mirrors the AL model's inference path, as the original code's
@@ -135,13 +137,28 @@ class BPModel(keras.Model):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """`keras.Model.compile`; `loss` defaults to cross-entropy on ids or one-hot."""
+    def compile(self, optimizer="adam", loss=None, metrics=None,
+                on_nonfinite_loss="stop", **kwargs):
+        """`keras.Model.compile`; `loss` defaults to cross-entropy on ids or one-hot.
+
+        `on_nonfinite_loss="stop"` (the only mode of the BP twin) makes `fit`
+        raise `al_keras.NonFiniteLossError` at the first NaN / Inf loss.
+        """
+        if on_nonfinite_loss != "stop":
+            raise ValueError(
+                f"BPModel supports on_nonfinite_loss='stop' only, got "
+                f"{on_nonfinite_loss!r} ('skip' skips one block's update in an "
+                "ALModel).")
         if loss is None:
             loss = ClassificationCrossentropy(self.num_classes)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`; a non-finite loss stops it (see `compile`)."""
+        callbacks = [nonfinite.StopOnNonFiniteLoss(), *(callbacks or [])]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))

@@ -14,11 +14,13 @@ from ml_collections import config_dict
 
 from al_keras import datasets
 from al_keras import models as models_lib
+from al_keras import nonfinite
 
 METHODS = ("al", "bp")
 DISTRIBUTE = ("none", "blocks", "mirrored", "multi_worker")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("original", "constant")
+NONFINITE_LOSS = nonfinite.MODES
 DATASETS = datasets.DATASETS
 
 # key -> (type, description); the schema every config follows exactly.
@@ -52,6 +54,35 @@ SCHEMA = {
     "dtype_policy": (str, f"one of {DTYPE_POLICIES}: Keras' mixed precision "
                           "(float16 with a loss scale per block optimizer, or "
                           "bfloat16; variables stay float32)"),
+    "check_data": (bool, "check every batch in the input pipeline: input "
+                         "shape, labels in [0, num_classes), finite features"),
+    "on_nonfinite_loss": (str, f"one of {NONFINITE_LOSS}: a NaN/Inf local "
+                               "loss stops training naming the block and step, "
+                               "or (method=al) a block skips that batch's "
+                               "update (counted as skipped_updates)"),
+    "deterministic": (bool, "TensorFlow op determinism: bit-identical reruns "
+                            "(slower; see the README)"),
+}
+
+# The defaults of the keys that do not depend on the experiment.  A workdir
+# whose config.json predates a key is resumed when the key has its default.
+DEFAULTS = {
+    "data_dir": "",
+    "lr_schedule": "original",
+    "max_train_examples": 0,
+    "max_test_examples": 0,
+    "eval_exits": True,
+    "seed": 0,
+    "distribute": "none",
+    "num_devices": 0,
+    "placement": "auto",
+    "pipeline": True,
+    "export": True,
+    "jit_compile": True,
+    "dtype_policy": "float32",
+    "check_data": True,
+    "on_nonfinite_loss": "stop",
+    "deterministic": False,
 }
 
 
@@ -148,19 +179,8 @@ def base_config(dataset, model, method, *, epochs=200, batch_size=32, lr=1e-4,
     config.batch_size = batch_size
     config.test_batch_size = test_batch_size
     config.lr = lr
-    config.lr_schedule = "original"
     config.augment = augment
-    config.max_train_examples = 0
-    config.max_test_examples = 0
-    config.eval_exits = True
-    config.seed = 0
-    config.distribute = "none"
-    config.num_devices = 0
-    config.placement = "auto"
-    config.pipeline = True
-    config.export = True
-    config.jit_compile = True
-    config.dtype_policy = "float32"
+    config.update(DEFAULTS)
     return config
 
 
@@ -263,12 +283,20 @@ def validate(config):
         check(config.method == "al", "distribute",
               "'blocks' places the blocks of an AL model; the BP twin has none "
               "(use 'mirrored')")
+    check(config.on_nonfinite_loss in NONFINITE_LOSS, "on_nonfinite_loss",
+          SCHEMA["on_nonfinite_loss"][1])
+    if config.on_nonfinite_loss == "skip":
+        check(config.method == "al", "on_nonfinite_loss",
+              "'skip' skips a block's update; with method='bp' use 'stop'")
+        check(config.distribute in ("none", "blocks"), "on_nonfinite_loss",
+              "'skip' needs distribute 'none' or 'blocks' (a replica cannot "
+              "skip an all-reduced update alone); use 'stop'")
     try:
         models_lib.check_options(config.model, config.method,
                                  config.model_options.to_dict())
     except ValueError as e:
-        raise ConfigError(
-            f"config.model_options: {e} Choose model and method with the config "
-            "argument (e.g. configs/digits.py:model=cnn,method=bp), which sets "
-            "model_options to match.") from None
+        hint = (" Choose model and method with the config argument (e.g. "
+                "configs/digits.py:model=cnn,method=bp), which sets "
+                "model_options to match." if str(e).startswith("Unknown") else "")
+        raise ConfigError(f"config.model_options: {e}{hint}") from None
     return config

@@ -22,6 +22,7 @@ provide the data.
 
 import dataclasses
 import os
+import random
 import socket
 import threading
 
@@ -65,6 +66,11 @@ class Data:
         num_classes: number of classes; labels are in `[0, num_classes)`.
         num_train: number of training examples.
         num_test: number of test examples.
+        train_epochs: `train_epochs(first_epoch)`, the training batches of
+            epoch `first_epoch`, then of the next, without end: epoch e's
+            order and augmentation depend only on the seed and e, so a run
+            resumed at epoch e sees what an uninterrupted run would (give
+            `fit` its `steps_per_epoch`).
     """
 
     train: tf.data.Dataset
@@ -73,6 +79,7 @@ class Data:
     num_classes: int
     num_train: int
     num_test: int
+    train_epochs: object = None
 
 
 def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_size=None,
@@ -251,26 +258,60 @@ def pipelines(data, *, batch_size, test_batch_size, seed, augment, decode=None,
             batches get it only without `augment`, which standardizes).
 
     Returns:
-        `data` with batched, prefetched `train` and `test` (as `load` gives).
+        `data` with batched, prefetched `train`, `train_epochs` and `test`
+        (as `load` gives).
     """
-    train = data.train.shuffle(data.num_train, seed=seed, reshuffle_each_iteration=True)
+    examples = data.train
+    if seed is None:
+        seed = random.getrandbits(31)
+
+    def epoch_batches(epoch_seed):
+        """One epoch's batches, shuffled and augmented by `epoch_seed` alone."""
+        train = examples.batch(data.num_train).map(
+            lambda *split: _permuted(split if len(split) > 1 else split[0],
+                                     tf.stack([epoch_seed, 0]))).unbatch()
+        if decode is not None:  # After the shuffle, whose buffer holds encoded images.
+            train = train.map(decode, num_parallel_calls=_AUTOTUNE)
+        if augment is not None:  # A stateless seed per example: (epoch, position).
+            train = train.enumerate().map(
+                lambda i, xy: (augment(xy[0], tf.stack([epoch_seed, i])), xy[1]),
+                num_parallel_calls=_AUTOTUNE)
+        train = train.batch(batch_size)
+        if preprocess is not None and augment is None:
+            train = train.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+        return train
+
+    def train_epochs(first_epoch=0):
+        epochs = tf.data.Dataset.counter(int(first_epoch))
+        return epochs.map(lambda e: _epoch_seed(seed, e)).flat_map(
+            epoch_batches).prefetch(_AUTOTUNE)
+
+    # One pass, one epoch: a new (seeded) random epoch seed every pass.
+    train = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     test = data.test
-    if decode is not None:  # After the shuffle, whose buffer holds encoded images.
-        train = train.map(decode, num_parallel_calls=_AUTOTUNE)
+    if decode is not None:
         test = test.map(decode, num_parallel_calls=_AUTOTUNE)
-    if augment is not None:
-        seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
-                                       rerandomize_each_iteration=True)
-        train = tf.data.Dataset.zip((train, seeds.batch(2))).map(
-            lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=_AUTOTUNE)
-    train = train.batch(batch_size)
     test = test.batch(test_batch_size)
     if preprocess is not None:
         test = test.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
-        if augment is None:
-            train = train.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
-    return dataclasses.replace(data, train=train.prefetch(_AUTOTUNE),
-                               test=test.prefetch(_AUTOTUNE))
+    return dataclasses.replace(
+        data, train=train.flat_map(epoch_batches).prefetch(_AUTOTUNE),
+        train_epochs=train_epochs, test=test.prefetch(_AUTOTUNE))
+
+
+def _permuted(examples, seed):
+    """`examples` (a nest of same-length tensors) in one random order that
+    depends on the stateless `seed` alone.  (Dataset.shuffle takes its seed
+    as a Python int when a global seed is set, not as a tensor; like its
+    buffer of the whole split, this holds the split in memory.)"""
+    count = tf.shape(tf.nest.flatten(examples)[0])[0]
+    order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=seed)
+    return tf.nest.map_structure(lambda t: tf.gather(t, order), examples)
+
+
+def _epoch_seed(seed, epoch):
+    """The seed of epoch `epoch` (int64 tensor) of a run seeded `seed`."""
+    return tf.constant(seed, tf.int64) * 1_000_003 + epoch
 
 
 def _encoded(builder, split):

@@ -1,6 +1,7 @@
 """SavedModel export with one named signature per inference path."""
 
 import os
+import shutil
 
 import tensorflow as tf
 import keras
@@ -21,8 +22,12 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         overwrite: replace an existing `filepath`; otherwise an existing one
             raises `FileExistsError`.
         verbose: print the endpoints written.
+
+    The SavedModel is written next to `filepath` and moved there when
+    complete, so an interrupted export leaves no partial `filepath` (and,
+    with `overwrite=True`, the old export until the new one is whole).
     """
-    filepath = os.fspath(filepath)
+    filepath = os.path.normpath(os.fspath(filepath))
     if os.path.exists(filepath) and not overwrite:
         raise FileExistsError(
             f"Export directory {filepath!r} already exists; pass "
@@ -38,7 +43,17 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         archive.add_endpoint(
             name, _named_output(fn), input_signature=[input_signature]
         )
-    archive.write_out(filepath, verbose=bool(verbose))
+    partial = f"{filepath}.partial-{os.getpid()}"
+    if os.path.exists(partial):  # Left by an interrupted export with our pid.
+        shutil.rmtree(partial)
+    archive.write_out(partial, verbose=bool(verbose))
+    if os.path.exists(filepath):
+        old = f"{filepath}.old-{os.getpid()}"
+        os.replace(filepath, old)
+        os.replace(partial, filepath)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, filepath)
 
 
 def _named_output(fn):

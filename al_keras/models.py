@@ -164,7 +164,26 @@ def check_options(name, method, options):
             f"Unknown option(s) {unknown} for model {name!r} with method "
             f"{method!r}; allowed: {sorted(allowed)}."
         )
-    return {**allowed, **options}
+    settings = {**allowed, **options}
+    for option, (minimum, meaning) in _OPTION_MINIMUMS.items():
+        value = settings.get(option)
+        if option in allowed and value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                and value >= minimum):
+            raise ValueError(f"Option {option}={value!r} is invalid: {meaning}.")
+    return settings
+
+
+# Options that are counts or factors: option -> (smallest value, meaning).
+_OPTION_MINIMUMS = {
+    "num_blocks": (1, "an AL model needs num_blocks >= 1"),
+    "hidden_units": (1, "must be >= 1"),
+    "dense_units": (1, "must be >= 1"),
+    "label_units": (1, "must be >= 1"),
+    "bridge_multiplier": (0, "must be >= 0 (0: no hidden layer in the bridge)"),
+    "bridge_pool_size": (0, "must be >= 0 (0: no pooling)"),
+    "ae_lr_multiplier": (1e-12, "must be > 0"),
+}
 
 
 def get(name, *, input_shape, num_classes, method="al", **options):

@@ -17,7 +17,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from al_keras import labels as labels_lib
 
 # What each boundary's buffer holds, in this order.
 _HANDED_ON = ("s", "t", "y", "sample_weight")
@@ -120,7 +119,7 @@ def train_step(model, x, y, sample_weight):
     sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
     # Every read comes before every write (TF orders the ops on a variable
     # as written), and before any block updates its h_i.
-    incoming = [(x, labels_lib.to_one_hot(y, model.num_classes), y,
+    incoming = [(x, model._targets(y), y,
                  sample_weight)]
     for boundary in buffers.boundaries:
         incoming.append(tuple(boundary[k].read_value() for k in _HANDED_ON))
@@ -133,12 +132,12 @@ def train_step(model, x, y, sample_weight):
         for b in model.blocks
     ]
 
-    outgoing, active, assoc_losses, ae_losses = [], [], [], []
+    outgoing, active, assoc_losses, ae_losses, applied = [], [], [], [], []
     for index in range(model.num_blocks):
         s_prev, t_prev, labels, weights = incoming[index]
         with state.block_scope(index):
             is_active = tf.shape(s_prev)[0] > 0
-            s, t, prediction, assoc, ae = tf.cond(
+            s, t, prediction, assoc, ae, block_applied = tf.cond(
                 is_active,
                 lambda: _train(model, buffers, index, s_prev, t_prev, weights),
                 lambda: _idle(model, index, buffers),
@@ -147,13 +146,15 @@ def train_step(model, x, y, sample_weight):
         active.append(tf.cast(is_active, "float32"))
         assoc_losses.append(assoc)
         ae_losses.append(ae)
+        applied.append(block_applied)
 
     for index, boundary in enumerate(buffers.boundaries):
         with state.device(index + 1):
             for key, value in zip(_HANDED_ON, outgoing[index]):
                 boundary[key].assign(value)
 
-    model._record_losses(assoc_losses, ae_losses, weights=active)
+    model._record_losses(assoc_losses, ae_losses, weights=active, applied=(
+        applied if model.on_nonfinite_loss == "skip" else None))
     _, _, labels, weights = incoming[-1]
     with state.device(model.num_blocks - 1):
         y_pred = _decode(model, prediction, decoders)
@@ -161,12 +162,12 @@ def train_step(model, x, y, sample_weight):
 
 
 def _train(model, buffers, index, s_prev, t_prev, sample_weight):
-    s, t, prediction, assoc, ae = model._train_block(
+    s, t, prediction, assoc, ae, applied = model._train_block(
         index, s_prev, t_prev, sample_weight)
     buffers.examples[index].assign_add(
         tf.cast(tf.shape(s_prev)[0], "int64"))
     s, t = _handed_on(buffers, index, s, t)
-    return s, t, tf.cast(prediction, "float32"), assoc, ae
+    return s, t, tf.cast(prediction, "float32"), assoc, ae, applied
 
 
 def _idle(model, index, buffers):
@@ -178,7 +179,8 @@ def _idle(model, index, buffers):
     else:
         s, t = _handed_on(buffers, index, None, None)
     prediction = tf.zeros([0, block.label_units], "float32")
-    return s, t, prediction, tf.constant(0.0), tf.constant(0.0)
+    return (s, t, prediction, tf.constant(0.0), tf.constant(0.0),
+            tf.constant([True, True]))
 
 
 def _handed_on(buffers, index, s, t):

@@ -1,7 +1,7 @@
 """Reading `train.py` run directories: metrics, results, tables and curves.
 
-A run directory (a workdir) holds `metrics.csv` (one row per epoch) and, once
-finished, `results.json`.  `python -m al_keras.report` is the command-line
+A run directory (a workdir) holds `metrics.csv` (one row per epoch),
+`timings.csv` (its `epoch_seconds`) and, once finished, `results.json`.  `python -m al_keras.report` is the command-line
 front of this module.
 """
 
@@ -10,13 +10,18 @@ import json
 import os
 
 
-
 def read_metrics(run_dir):
-    """The rows of `metrics.csv` as dicts of floats (epoch as int); [] if none."""
-    path = os.path.join(run_dir, "metrics.csv")
+    """The rows of `metrics.csv` as dicts of floats (epoch as int), with the
+    `timings.csv` columns of the same epoch merged in; [] if none."""
+    timings = {row["epoch"]: row for row in _read_rows(os.path.join(run_dir, "timings.csv"))}
+    return [{**row, **timings.get(row["epoch"], {})}
+            for row in _read_rows(os.path.join(run_dir, "metrics.csv"))]
+
+
+def _read_rows(path):
     if not os.path.exists(path):
         return []
-    with open(path) as f:
+    with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     parsed = []
     for row in rows:
@@ -30,23 +35,46 @@ def read_metrics(run_dir):
     return parsed
 
 
+def append_row(path, row):
+    """Adds `row` (a dict with "epoch") to the CSV file `path`, rewriting it
+    atomically: a run killed at any moment leaves the old file or the new."""
+    rows = _read_raw(path) + [{k: repr(v) if isinstance(v, float) else str(v)
+                               for k, v in row.items()}]
+    fields = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+    _write_rows(path, fields, rows)
+
+
 def truncate_metrics(run_dir, epochs):
-    """Keeps only the rows of `metrics.csv` of the first `epochs` epochs."""
-    path = os.path.join(run_dir, "metrics.csv")
+    """Keeps only the rows of the first `epochs` epochs in `metrics.csv` and
+    `timings.csv` (those of epochs whose checkpoint was not written)."""
+    for name in ("metrics.csv", "timings.csv"):
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(path):
+            continue
+        rows = _read_raw(path)
+        kept = [row for row in rows if int(row["epoch"]) < epochs]
+        if len(kept) != len(rows):
+            with open(path, newline="") as f:
+                fields = csv.DictReader(f).fieldnames
+            _write_rows(path, fields, kept)
+
+
+def _read_raw(path):
     if not os.path.exists(path):
-        return
+        return []
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
-    kept = [row for row in rows if int(row["epoch"]) < epochs]
-    if len(kept) == len(rows):
-        return
+        return list(csv.DictReader(f))
+
+
+def _write_rows(path, fields, rows):
     partial = path + ".partial"
     with open(partial, "w", newline="") as f:
-        if kept:
-            writer = csv.DictWriter(f, fieldnames=fields)
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
             writer.writeheader()
-            writer.writerows(kept)
+            writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(partial, path)
 
 

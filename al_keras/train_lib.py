@@ -1,11 +1,19 @@
 """`train_and_evaluate(config, workdir)`: everything `train.py` does.
 
 Outputs in `workdir`: `config.json`; `metrics.csv` (one row per epoch: the
-training logs, `val_*` = test set, `val_exit_<i>_accuracy`, `epoch_seconds`);
-`tensorboard/` (the same scalars); `checkpoints/epoch_<k>.keras` (the model
-with every optimizer's state after epoch k, written atomically, the last two
-kept); `results.json`; `saved_model/`; `curves.png`.  Rerunning with the same
-config and workdir continues after the last finished epoch.
+training logs, `val_*` = test set, `val_exit_<i>_accuracy`; identical for
+reruns of a config and seed on the same machine); `timings.csv`
+(`epoch_seconds` per epoch); `tensorboard/` (the same scalars);
+`checkpoints/epoch_<k>.keras` (the model with every optimizer's state after
+epoch k, the last two kept); `results.json`; `saved_model/`; `curves.png`.
+Every file is written atomically (a reader, or a run killed at any moment,
+sees the old file or the new one, never a part).
+
+Rerunning with the same config and workdir continues after the last
+finished epoch, exactly as the uninterrupted run would have: epoch e's data
+order depends only on the seed and e (`datasets.Data.train_epochs`).  A
+checkpoint that cannot be loaded, or that holds another model, stops the
+run with `CheckpointError`; nothing is deleted or overwritten.
 """
 
 import contextlib
@@ -16,15 +24,29 @@ import re
 import time
 
 import keras
+import tensorflow as tf
 
 from al_keras import config_lib
 from al_keras import datasets
 from al_keras import distribute
+from al_keras import input_checks
 from al_keras import models
+from al_keras import nonfinite
 from al_keras import runs
 from al_keras.schedules import OriginalSchedule
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)\.keras$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names it."""
+
+
+# What train.py reports as one line (no traceback): errors in what the user
+# gave, not in al_keras.
+USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError,
+               input_checks.InputDataError, nonfinite.NonFiniteLossError,
+               CheckpointError)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -82,9 +104,29 @@ class EpochCheckpoint(keras.callbacks.Callback):
         final = os.path.join(self.directory, f"epoch_{epoch + 1:04d}.keras")
         partial = os.path.join(self.directory, f"partial-epoch_{epoch + 1:04d}.keras")
         self.model.save(partial)
-        os.replace(partial, final)  # A reader sees the whole file or none.
+        _replace(partial, final)
         for _, path in checkpoints(self.directory)[:-self.keep]:
             os.remove(path)
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Writes each epoch's logs to `metrics.csv`, and its `TIMING_KEYS` to
+    `timings.csv` (so that reruns give identical metrics), rewriting each
+    file atomically after every epoch."""
+
+    TIMING_KEYS = ("epoch_seconds",)
+
+    def __init__(self, workdir):
+        super().__init__()
+        self.workdir = workdir
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for name, keys in (("metrics.csv", [k for k in logs if k not in self.TIMING_KEYS]),
+                           ("timings.csv", [k for k in self.TIMING_KEYS if k in logs])):
+            if keys:
+                runs.append_row(os.path.join(self.workdir, name),
+                                {"epoch": epoch, **{k: logs[k] for k in keys}})
 
 
 def checkpoints(directory):
@@ -105,15 +147,26 @@ def finished_epochs(workdir):
     return found[-1][0] if found else 0
 
 
+def _replace(partial, final):
+    """Moves the written file `partial` to `final` atomically and durably."""
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, final)  # A reader sees the whole file or none.
+
+
 def _write_json(path, value):
     partial = path + ".partial"
     with open(partial, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
-    os.replace(partial, path)
+    _replace(partial, path)
 
 
 def _prepare_workdir(workdir, config):
-    """Creates `workdir`, refusing one that holds a run of another config."""
+    """Creates `workdir`, refusing one that holds a run of another config.
+
+    A `config.json` written before a key existed matches a config that
+    gives the key its default (`config_lib.DEFAULTS`); it is then completed.
+    """
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, ".write_probe")
@@ -125,8 +178,19 @@ def _prepare_workdir(workdir, config):
     config_json = json.loads(config.to_json())
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+        except ValueError as e:
+            raise CheckpointError(
+                f"{path} is not valid JSON ({e}); it records the config of the run "
+                "in this workdir. Restore it, or choose another workdir.") from e
+        added = {k: config_json[k] for k in config_lib.DEFAULTS
+                 if k not in previous and config_json.get(k) == config_lib.DEFAULTS[k]}
+        if added:
+            previous.update(added)
+            if previous == config_json:
+                _write_json(path, config_json)
         if previous != config_json:
             changed = sorted(k for k in set(previous) | set(config_json)
                              if previous.get(k) != config_json.get(k))
@@ -149,7 +213,8 @@ def _compile(model, config, steps_per_epoch):
     # so do replicas on logical CPU devices (XLA reaches variables on CPU:0).
     jit_compile = config.jit_compile and config.distribute == "none"
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  metrics=["accuracy"], jit_compile=jit_compile)
+                  metrics=["accuracy"], jit_compile=jit_compile,
+                  on_nonfinite_loss=config.on_nonfinite_loss)
 
 
 @contextlib.contextmanager
@@ -187,11 +252,17 @@ def train_and_evaluate(config, workdir, verbose=1):
 
     Returns:
         The results dict also written to `results.json`.
+
+    Raises:
+        One of `USER_ERRORS`, naming the problem: a bad config, data that
+        cannot be read or used, a non-finite loss (the last checkpoint is
+        named), or a checkpoint that cannot be resumed from.
     """
     config_lib.validate(config)
     strategy = make_strategy(config)  # Splits the CPU: before any TF op.
-    options = config.model_options.to_dict()
     _prepare_workdir(workdir, config)
+    if config.deterministic:  # For the whole process: TF cannot turn it off.
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
 
     data = datasets.load(
@@ -209,20 +280,20 @@ def train_and_evaluate(config, workdir, verbose=1):
             if name.startswith("partial-"):
                 os.remove(os.path.join(checkpoint_dir, name))
     finished = checkpoints(checkpoint_dir)
+    # The config's model, built outside the strategy when only its weight
+    # shapes are needed (to check a checkpoint against them).
+    expected = _new_model(config, data) if finished else None
     with distribute.strategy_scope(strategy), dtype_policy(config.dtype_policy):
         if finished:
             initial_epoch, path = finished[-1]
-            model = keras.models.load_model(path)
+            model = _load_checkpoint(path, expected, finished)
             print(f"Resuming from {path} (epoch {initial_epoch} finished).")
-            # Rows of epochs that were logged but not checkpointed are redone.
-            runs.truncate_metrics(workdir, initial_epoch)
         else:
             initial_epoch = 0
-            runs.truncate_metrics(workdir, 0)
-            model = models.get(config.model, input_shape=data.input_shape,
-                               num_classes=data.num_classes,
-                               method=config.method, **options)
+            model = _new_model(config, data)
             _compile(model, config, steps_per_epoch)
+        # Rows of epochs that were logged but not checkpointed are redone.
+        runs.truncate_metrics(workdir, initial_epoch)
     if isinstance(strategy, distribute.BlockParallel):
         print(f"Blocks placed on {strategy.placement}"
               + (f" (measured seconds per block step: "
@@ -238,15 +309,23 @@ def train_and_evaluate(config, workdir, verbose=1):
     if is_al and config.eval_exits:
         callbacks.append(ExitAccuracy(data.test))
     callbacks += [
-        keras.callbacks.CSVLogger(os.path.join(workdir, "metrics.csv"), append=True),
+        MetricsLogger(workdir),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
         EpochCheckpoint(checkpoint_dir),
     ]
     if initial_epoch < config.epochs:
-        model.fit(data.train, validation_data=data.test, epochs=config.epochs,
-                  shuffle=False,  # data.train reshuffles itself, seeded.
-                  initial_epoch=initial_epoch, callbacks=callbacks,
-                  verbose=verbose)
+        try:
+            model.fit(data.train_epochs(initial_epoch), validation_data=data.test,
+                      epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                      shuffle=False,  # train_epochs shuffles, seeded.
+                      initial_epoch=initial_epoch, callbacks=callbacks,
+                      verbose=verbose, check_data=config.check_data)
+        except nonfinite.NonFiniteLossError as e:
+            found = checkpoints(checkpoint_dir)
+            raise nonfinite.NonFiniteLossError(
+                f"{e} " + (f"The last good checkpoint is {found[-1][1]} (epoch "
+                           f"{found[-1][0]}); rerunning resumes from it."
+                           if found else "No epoch was finished.")) from None
 
     history = runs.read_metrics(workdir)
     train_seconds = float(sum(row.get("epoch_seconds", 0.0) for row in history))
@@ -255,8 +334,8 @@ def train_and_evaluate(config, workdir, verbose=1):
         "dataset": config.dataset,
         "model": config.model,
         "epochs": len(history),
-        "test_accuracy": model.evaluate(data.test, verbose=0,
-                                        return_dict=True)["accuracy"],
+        "test_accuracy": model.evaluate(data.test, verbose=0, return_dict=True,
+                                        check_data=config.check_data)["accuracy"],
         "train_seconds": round(train_seconds, 2),
         "examples_per_second": (round(data.num_train * len(history) / train_seconds, 1)
                                 if train_seconds else None),
@@ -274,11 +353,59 @@ def train_and_evaluate(config, workdir, verbose=1):
     if is_al:
         results["exit_test_accuracy"] = exit_accuracies(model, data.test)
     _write_json(os.path.join(workdir, "results.json"), results)
-    if config.export:
-        model.export(os.path.join(workdir, "saved_model"), overwrite=True)
+    export_dir = os.path.join(workdir, "saved_model")
+    if config.export and not os.path.exists(export_dir):  # Written once, whole.
+        model.export(export_dir)
     if history:
         runs.plot_curves([workdir], os.path.join(workdir, "curves.png"))
     return results
+
+
+def _new_model(config, data):
+    """The untrained model of `config` (a ConfigError for bad option values)."""
+    try:
+        return models.get(config.model, input_shape=data.input_shape,
+                          num_classes=data.num_classes, method=config.method,
+                          **config.model_options.to_dict())
+    except ValueError as e:
+        raise config_lib.ConfigError(f"config.model_options: {e}") from e
+
+
+def _describe(model):
+    return (f"{type(model).__name__} with {model.count_params():,} parameters in "
+            f"{len(model.weights)} weights")
+
+
+def _load_checkpoint(path, model, finished):
+    """The model saved at `path`, checked against `model`, the config's.
+
+    Raises:
+        CheckpointError: the file cannot be loaded (corrupted, truncated,
+            from an incompatible version) or holds another model.  Nothing is
+            removed: the message says what to move away to resume from the
+            checkpoint before, or to start over.
+    """
+    before = [p for _, p in finished[:-1]]
+    remedy = (f"Move it away to resume from {before[-1]}, or choose another workdir."
+              if before else "Move it away to start over, or choose another workdir.")
+    try:
+        loaded = keras.models.load_model(path)
+    except Exception as e:  # Any failure to load: reported, never ignored.
+        raise CheckpointError(
+            f"Checkpoint {path} cannot be loaded ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); it is "
+            f"corrupted or was written by an incompatible version. {remedy}") from e
+    expected = [tuple(w.shape) for w in model.weights]
+    found = [tuple(w.shape) for w in loaded.weights]
+    if getattr(loaded, "optimizer", None) is None:
+        raise CheckpointError(f"Checkpoint {path} holds a model that was not compiled "
+                              f"({_describe(loaded)}): it has no optimizer state to "
+                              f"resume. {remedy}")
+    if type(loaded) is not type(model) or found != expected:
+        raise CheckpointError(
+            f"Checkpoint {path} holds another model than this run's config makes: "
+            f"{_describe(loaded)}, against {_describe(model)}. {remedy}")
+    return loaded
 
 
 def summarize(results):

@@ -81,6 +81,26 @@ def test_digits_train_reshuffles_each_epoch_test_is_stable():
     assert not np.array_equal(other[:100], y1[:100])  # ...another seed others.
 
 
+def test_train_epochs_depend_only_on_the_seed_and_the_epoch():
+    data = datasets.load("digits", batch_size=64, seed=3)
+    steps = -(-data.num_train // 64)  # The last batch of each epoch is partial.
+
+    def epochs(first, count):
+        batches = list(data.train_epochs(first).take(steps * count))
+        return [np.concatenate([y for _, y in batches[e * steps:(e + 1) * steps]])
+                for e in range(count)]
+
+    from_start, resumed = epochs(0, 4), epochs(2, 2)
+    np.testing.assert_array_equal(resumed[0], from_start[2])  # A run resumed at
+    np.testing.assert_array_equal(resumed[1], from_start[3])  # epoch 2 sees the same.
+    assert [len(y) for y in from_start] == [data.num_train] * 4
+    assert not np.array_equal(from_start[0], from_start[1])
+    np.testing.assert_array_equal(np.sort(from_start[0]), np.sort(from_start[1]))
+    again = datasets.load("digits", batch_size=64, seed=3)
+    np.testing.assert_array_equal(
+        np.concatenate([y for _, y in again.train_epochs(1).take(steps)]), from_start[1])
+
+
 # --- bad arguments ----------------------------------------------------------
 
 def test_unknown_name_lists_datasets():
@@ -282,6 +302,10 @@ def test_prepared_cifar10_is_standardized_and_augmented(tmp_path):
     first = _arrays(loads[0].train)[0]
     np.testing.assert_array_equal(_arrays(loads[1].train)[0], first)  # Seeded.
     assert not np.allclose(_arrays(loads[1].train)[0], first)  # New draws each epoch.
+    # A run resumed at epoch 1 draws epoch 1's augmentation again (3 batches an epoch).
+    np.testing.assert_array_equal(
+        np.concatenate([x for x, _ in loads[0].train_epochs(1).take(3)]),
+        np.concatenate([x for x, _ in loads[1].train_epochs(0).skip(3).take(3)]))
 
 
 def test_prepared_stock_mnist_is_mean_centred(tmp_path, tfds_dir):
