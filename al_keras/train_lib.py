@@ -166,6 +166,11 @@ def _prepare_workdir(workdir, config):
 
     A `config.json` written before a key existed matches a config that
     gives the key its default (`config_lib.DEFAULTS`); it is then completed.
+
+    Returns:
+        `write()`, which writes `config.json` if the workdir has none: called
+        once the data and the model are ready, so that a run that fails
+        before leaves no config behind to refuse the next command.
     """
     try:
         os.makedirs(workdir, exist_ok=True)
@@ -199,8 +204,8 @@ def _prepare_workdir(workdir, config):
                 f"keys: {changed}); rerun with the same config to resume it, or "
                 "choose another workdir."
             )
-    else:
-        _write_json(path, config_json)
+        return lambda: None
+    return lambda: _write_json(path, config_json)
 
 
 def _compile(model, config, steps_per_epoch):
@@ -260,7 +265,7 @@ def train_and_evaluate(config, workdir, verbose=1):
     """
     config_lib.validate(config)
     strategy = make_strategy(config)  # Splits the CPU: before any TF op.
-    _prepare_workdir(workdir, config)
+    write_config = _prepare_workdir(workdir, config)
     if config.deterministic:  # For the whole process: TF cannot turn it off.
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
@@ -294,6 +299,7 @@ def train_and_evaluate(config, workdir, verbose=1):
             _compile(model, config, steps_per_epoch)
         # Rows of epochs that were logged but not checkpointed are redone.
         runs.truncate_metrics(workdir, initial_epoch)
+    write_config()
     if isinstance(strategy, distribute.BlockParallel):
         print(f"Blocks placed on {strategy.placement}"
               + (f" (measured seconds per block step: "
