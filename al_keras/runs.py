@@ -73,7 +73,14 @@ def _write_rows(path, fields, rows):
             writer = csv.DictWriter(f, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
-        f.flush()
+    replace_when_written(partial, path)
+
+
+def replace_when_written(partial, path):
+    """Moves the fully written file `partial` to `path`, atomically (a reader,
+    or a process killed at any moment, sees the old file or the new) and
+    durably (flushed to disk first)."""
+    with open(partial, "rb") as f:
         os.fsync(f.fileno())
     os.replace(partial, path)
 

@@ -104,7 +104,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         final = os.path.join(self.directory, f"epoch_{epoch + 1:04d}.keras")
         partial = os.path.join(self.directory, f"partial-epoch_{epoch + 1:04d}.keras")
         self.model.save(partial)
-        _replace(partial, final)
+        runs.replace_when_written(partial, final)
         for _, path in checkpoints(self.directory)[:-self.keep]:
             os.remove(path)
 
@@ -147,18 +147,11 @@ def finished_epochs(workdir):
     return found[-1][0] if found else 0
 
 
-def _replace(partial, final):
-    """Moves the written file `partial` to `final` atomically and durably."""
-    with open(partial, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, final)  # A reader sees the whole file or none.
-
-
 def _write_json(path, value):
     partial = path + ".partial"
     with open(partial, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
-    _replace(partial, path)
+    runs.replace_when_written(partial, path)
 
 
 def _prepare_workdir(workdir, config):
