@@ -20,26 +20,30 @@ import numpy as np
 import al_keras
 
 
-def _optimizers(model):
-    optimizers = [model.optimizer]
+def optimizers(model):
+    """The model's optimizer, then (ALModel) every block optimizer."""
+    found = [model.optimizer]
     if isinstance(model, al_keras.ALModel):
-        optimizers += model.assoc_optimizers + model.ae_optimizers
-    return optimizers
+        found += model.assoc_optimizers + model.ae_optimizers
+    return found
+
+
+def probabilities(model, x):
+    """`{"full": ..., "exit_<i>": ...}`, every inference path of `model`."""
+    paths = {"full": model(x, training=False)}
+    if isinstance(model, al_keras.ALModel):
+        for exit in range(1, model.num_blocks + 1):
+            paths[f"exit_{exit}"] = model(x, training=False, exit=exit)
+    return {k: keras.ops.convert_to_numpy(v) for k, v in paths.items()}
 
 
 def _outputs(path, x):
     model = keras.models.load_model(path, safe_mode=True)
-    results = {
+    return {
         "class": np.array(type(model).__name__),
-        "full": keras.ops.convert_to_numpy(model(x, training=False)),
-        "iterations": np.array([int(o.iterations) for o in _optimizers(model)]),
+        "iterations": np.array([int(o.iterations) for o in optimizers(model)]),
+        **probabilities(model, x),
     }
-    if isinstance(model, al_keras.ALModel):
-        for exit in range(1, model.num_blocks + 1):
-            results[f"exit_{exit}"] = keras.ops.convert_to_numpy(
-                model(x, training=False, exit=exit)
-            )
-    return results
 
 
 def main(manifest_path, output_path):

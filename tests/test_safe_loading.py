@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import al_keras
+from load_keras_safely import optimizers, probabilities
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUM_CLASSES = 3
@@ -35,22 +36,6 @@ SMALL_MODELS = {
     "resnet32": ((8, 8, 1), {"depth": 8}),
 }
 RUNS = [(name, method) for name in al_keras.models.names() for method in ("al", "bp")]
-
-
-def _optimizers(model):
-    optimizers = [model.optimizer]
-    if isinstance(model, al_keras.ALModel):
-        optimizers += model.assoc_optimizers + model.ae_optimizers
-    return optimizers
-
-
-def _probabilities(model, x):
-    """`{"full": ..., "exit_<i>": ...}`, every inference path of `model`."""
-    paths = {"full": model(x, training=False)}
-    if isinstance(model, al_keras.ALModel):
-        for exit in range(1, model.num_blocks + 1):
-            paths[f"exit_{exit}"] = model(x, training=False, exit=exit)
-    return {k: keras.ops.convert_to_numpy(v) for k, v in paths.items()}
 
 
 class _Script:
@@ -104,8 +89,8 @@ def _fit_and_save(name, method, work_dir, rng):
         "keras": str(work_dir / f"{key}.keras"),
         "export": str(work_dir / f"{key}_export"),
         "inputs": str(work_dir / f"{key}_x.npy"),
-        "probabilities": _probabilities(model, x),
-        "iterations": [int(o.iterations) for o in _optimizers(model)],
+        "probabilities": probabilities(model, x),
+        "iterations": [int(o.iterations) for o in optimizers(model)],
     }
     np.save(run["inputs"], x)
     model.save(run["keras"])
