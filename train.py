@@ -6,8 +6,8 @@
     python train.py --config.distribute=blocks      # blocks on 2 devices, pipelined
     python train.py --config=configs/cifar10.py:model=vgg,smoke --config.lr=3e-4
 
-Hyperparameters are config keys (`--config.KEY=VALUE`); see configs/ and the
-README.  Rerunning a command with the same workdir resumes it.
+Hyperparameters are config keys (`--config.KEY=VALUE`); see configs/ and
+docs/training.md.  Rerunning a command with the same workdir resumes it.
 """
 
 import os
@@ -27,7 +27,8 @@ def check_arguments(argv):
     """Exits with one clear line for a bad `--config` file or argument, or a
     `--config.KEY=VALUE` override of an unknown key or of a value of the
     wrong type (ml_collections would answer a traceback or a usage dump)."""
-    from al_keras import config_lib, models
+    from al_keras import models
+    from al_keras.training import config_lib
 
     config = None  # The config the overrides apply to.
     for arg in argv[1:]:
@@ -87,21 +88,18 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEFAULT_CONFIG,
     "A config file, optionally with an argument: configs/x.py:model=cnn,method=bp.")
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output folder (default: /tmp/al_keras/<dataset>_<model>_<method>"
-    "[_<distribute>]).")
+    "workdir", None, "Output folder (default: "
+    "/tmp/al_keras_runs/<dataset>_<model>_<method>[_<distribute>]).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here.
-    from al_keras import train_lib
+    from al_keras.training import runs, train_lib
 
     config = _CONFIG.value
-    name = f"{config.dataset}_{config.model}_{config.method}"
-    if config.distribute != "none":
-        name += f"_{config.distribute}"
-    workdir = _WORKDIR.value or os.path.join("/tmp/al_keras", name)
+    workdir = _WORKDIR.value or runs.default_workdir(config)
     print(f"workdir: {workdir}")
     try:
         results = train_lib.train_and_evaluate(config, workdir)

@@ -3,37 +3,47 @@
 Train deep networks without end-to-end backpropagation (Kao & Chen,
 "Associated Learning: Decomposing End-to-end Backpropagation based on
 Auto-encoders and Target Propagation", Neural Computation 33(1), 2021).
+
+Where things live:
+
+* `al_keras.core` -- the layers, `ALModel` (its local losses in
+  `core/local_training.py`, its exits in `core/exits.py`), `BPModel`;
+* `al_keras.models` -- the model zoo (`get`, `associate`, `bp_twin`) and its
+  backbones;
+* `al_keras.distribute` -- blocks on devices (`BlockParallel`), the
+  pipelined step, placement, the pipeline simulator, strategies;
+* `al_keras.data` -- the embedded digits and the configs' datasets;
+* `al_keras.training` -- what `train.py` runs: configs, the training loop,
+  workdirs, reports, the quickstart.
 """
 
 __version__ = "0.1.0"
 
-from al_keras import backbones
-from al_keras import data
-from al_keras import distribute
-from al_keras import models
-from al_keras import pipeline_simulator
-from al_keras.al_model import ALModel
-from al_keras.backbones import ResidualUnit
-from al_keras.bp_model import BPModel
-from al_keras.input_checks import InputDataError
-from al_keras.labels import ClassificationCrossentropy
-from al_keras.layers import (AssociatedBlock, Bridge, FeaturePooling, LabelDecoder,
-                             LabelEncoder)
-from al_keras.models import associate, bp_twin
-from al_keras.nonfinite import NonFiniteLossError
-from al_keras.optimizers import ScaledSchedule
+from al_keras import data, distribute, models
+from al_keras.core.al_model import ALModel
+from al_keras.core.block import AssociatedBlock
+from al_keras.core.bp_model import BPModel
+from al_keras.core.input_checks import InputDataError
+from al_keras.core.labels import ClassificationCrossentropy
+from al_keras.core.layers import Bridge, FeaturePooling, LabelDecoder, LabelEncoder
+from al_keras.core.nonfinite import NonFiniteLossError
+from al_keras.core.schedules import OriginalSchedule, ScaledSchedule
+from al_keras.distribute import pipeline_simulator
+from al_keras.models import associate, backbones, bp_twin
+from al_keras.models.backbones import ResidualUnit
 
 __all__ = [
     "ALModel",
     "AssociatedBlock",
     "BPModel",
     "Bridge",
-    "FeaturePooling",
     "ClassificationCrossentropy",
+    "FeaturePooling",
     "InputDataError",
     "LabelDecoder",
     "LabelEncoder",
     "NonFiniteLossError",
+    "OriginalSchedule",
     "ResidualUnit",
     "ScaledSchedule",
     "associate",

@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 
 _DATASET = flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "fashion_mnist"],
-                             "Dataset (al_keras.datasets).")
+                             "Dataset (al_keras.data.datasets).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Its data_dir (idx folder).")
 _MAX_TRAIN = flags.DEFINE_integer("max_train_examples", 0, "First N training examples (0: all).")
 _EPOCHS = flags.DEFINE_integer("epochs", 6, "Epochs per run.")
@@ -43,7 +43,8 @@ def main(argv):
     import keras
 
     import al_keras
-    from al_keras import datasets, train_lib
+    from al_keras.data import datasets
+    from al_keras.training import train_lib
 
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 import al_keras
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 _SECONDS = flags.DEFINE_float("seconds_per_run", 110.0, "Training time of each run.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Small models: check the script quickly.")

@@ -47,7 +47,7 @@ def synthetic_cifar10(num_images, batch_size, seed=0):
     import numpy as np
     import tensorflow as tf
 
-    from al_keras import datasets
+    from al_keras.data import augmentation, datasets
 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
@@ -63,15 +63,15 @@ def synthetic_cifar10(num_images, batch_size, seed=0):
 
     return datasets.pipelines(
         data, batch_size=batch_size, test_batch_size=batch_size, seed=seed,
-        augment=datasets.augment_cifar, decode=decode,
-        preprocess=lambda x: datasets.standardize(tf.cast(x, tf.float32) / 255.0))
+        augment=augmentation.augment_cifar, decode=decode,
+        preprocess=lambda x: augmentation.standardize(tf.cast(x, tf.float32) / 255.0))
 
 
 def measure(model_name, method):
     import keras
 
     import al_keras
-    from al_keras import config_lib
+    from al_keras.training import config_lib
 
     path = os.path.join(os.path.dirname(__file__), "..", "configs", "cifar10.py")
     config = config_lib.load_config_module(path).get_config(

@@ -76,7 +76,7 @@ def run_one(method):
     import tensorflow as tf
 
     import al_keras
-    from al_keras import config_lib
+    from al_keras.training import config_lib
 
     filters = tuple(int(f) for f in _FILTERS.value)
     options = dict(config_lib.LIGHT_BRIDGE, filters=filters)

@@ -179,7 +179,7 @@ def ratios_of(medians):
 
 def simulation_tables(profiles, link, steps_per_epoch):
     """Simulator tables for each measured model and an 8-block uniform one."""
-    from al_keras import pipeline_simulator as sim
+    from al_keras.distribute import pipeline_simulator as sim
 
     link = sim.LINKS.get(link, link)
     link = float(link)

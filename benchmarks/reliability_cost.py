@@ -44,7 +44,7 @@ def _model(name, method):
     import keras
 
     import al_keras
-    from al_keras import config_lib
+    from al_keras.training import config_lib
 
     config = config_lib.load_config_module("configs/fashion_mnist.py").get_config(
         f"model={name},method={method}")

@@ -6,7 +6,7 @@
 
 Trains the embedded digits config (configs/digits.py: the MLP, Adam 1e-3,
 45 steps an epoch) for `--epochs` (30) epochs through the path a user runs,
-`al_keras.train_lib.train_and_evaluate(config, workdir)`, export off, in a
+`al_keras.training.train_lib.train_and_evaluate(config, workdir)`, export off, in a
 temporary workdir (removed at the end unless `--workdir` is given).  After
 every epoch, once every callback of train_and_evaluate has run (exit
 accuracies, metrics logger, TensorBoard, the epoch checkpoint), it calls
@@ -173,8 +173,8 @@ def main(argv):
     if not 1 <= _EARLY.value < _EPOCHS.value:
         raise app.UsageError("Need 1 <= --early < --epochs.")
     logging.set_verbosity(logging.WARNING)
-    from al_keras import config_lib
-    from al_keras import train_lib
+    from al_keras.training import config_lib
+    from al_keras.training import train_lib
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                         "configs", "digits.py")

@@ -72,7 +72,7 @@ _SHAPE_OF_DATASET = {"fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 def config_of(model, method, bridge="original", options=()):
     """The config of `model` and `method` (its dataset's), light if asked,
     with `options` ("key=value") set in its model options."""
-    from al_keras import config_lib
+    from al_keras.training import config_lib
 
     path = os.path.join(os.path.dirname(__file__), "..", "configs",
                         f"{_CONFIG_OF_MODEL[model]}.py")
@@ -199,7 +199,7 @@ def block_profile(model, x, y, jit_compile, round_seconds):
     import numpy as np
     import tensorflow as tf
 
-    from al_keras import labels
+    from al_keras.core import labels
 
     s, t = tf.constant(x), labels.to_one_hot(tf.constant(y), model.num_classes)
     rows = []

@@ -35,7 +35,7 @@ def main(argv):
     import numpy as np
 
     import al_keras
-    from al_keras import train_lib
+    from al_keras.training import train_lib
 
     rng = np.random.default_rng(0)
     x = rng.random((32, 28, 28, 1), dtype=np.float32)

@@ -14,7 +14,7 @@ time: not measured here (no CIFAR can be had offline on the project's
 machines; benchmarks/gpu_check.sh is the place for it).
 """
 
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 MODELS = config_lib.CIFAR_MODELS
 

@@ -10,7 +10,7 @@ Expected (2-core CPU, TF 2.21): AL MLP test accuracy 0.969 (exits 0.969 /
 examples are 45 steps an epoch.
 """
 
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 
 def get_config(arg=None):

@@ -24,7 +24,7 @@ XLA), the README's reproduction table:
 The original 200 epochs take about 200 times one epoch.
 """
 
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 MODELS = {"mlp": {}, "cnn": {}}
 

@@ -11,7 +11,7 @@ mean-centred.  Expected accuracy and time: not measured here yet (no MNIST
 can be had offline on the project's machines).
 """
 
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 MODELS = {"mlp": {}, "cnn": {}}
 

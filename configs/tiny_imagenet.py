@@ -11,7 +11,7 @@ standardization.  Expected accuracy and time: not measured here (the data
 cannot be had offline on the project's machines).
 """
 
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 MODELS = {"mlp": {}, "cnn": {}}
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import al_keras
-from al_keras import train_lib
+from al_keras.training import train_lib
 from test_configs import load_config_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,7 @@ def test_train_py_refuses_a_bad_config_with_one_line(args, message, tmp_path):
 def test_train_py_says_how_to_get_data_it_cannot_reach_offline(tmp_path):
     # The TFDS data dir is empty and CIFAR's host cannot be reached here (CI
     # and this machine are offline; a connected machine would download).
-    if al_keras.datasets.can_connect("www.cs.toronto.edu", 443):
+    if al_keras.data.datasets.can_connect("www.cs.toronto.edu", 443):
         pytest.skip("online: cifar10 would be downloaded")
     status, last_line, seconds = _train_py(
         [f"--workdir={tmp_path / 'run'}", "--config=configs/cifar10.py:smoke"],
@@ -159,7 +159,7 @@ def test_a_run_of_an_older_config_without_new_keys_resumes(tmp_path):
     train_lib.train_and_evaluate(config, str(workdir), verbose=0)
     assert (workdir / "config.json").read_text() == saved
     (workdir / "config.json").write_text(older)
-    with pytest.raises(al_keras.config_lib.ConfigError, match=(
+    with pytest.raises(al_keras.training.config_lib.ConfigError, match=(
             r"holds a run of another config \(differing keys: \['deterministic'\]\)")):
         train_lib.train_and_evaluate(_digits_config(epochs=1, deterministic=True),
                                      str(workdir), verbose=0)

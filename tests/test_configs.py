@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import al_keras
-from al_keras import config_lib
+from al_keras.training import config_lib
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "configs")

@@ -1,4 +1,4 @@
-"""al_keras.datasets: tf.data pipelines, the idx and Tiny-ImageNet builders,
+"""al_keras.data.datasets: tf.data pipelines, the idx and Tiny-ImageNet builders,
 failing fast offline. Every TFDS directory is under tmp_path; nothing downloads."""
 
 import gzip
@@ -13,8 +13,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import al_keras
-from al_keras import datasets
-from al_keras.tfds_builders import read_idx
+from al_keras.data import augmentation, datasets
+from al_keras.data.tfds_builders import read_idx
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 CAN_CONNECT = datasets.can_connect  # The real one; tests patch it away.
@@ -284,7 +284,7 @@ def _prepare(builder):
 
 def test_prepared_cifar10_is_standardized_and_augmented(tmp_path):
     _prepare(_FakeCifar10(data_dir=str(tmp_path)))
-    standardized = datasets.standardize(_fake_images(12, 0, (32, 32, 3)) / 255).numpy()
+    standardized = augmentation.standardize(_fake_images(12, 0, (32, 32, 3)) / 255).numpy()
     for augment in (False, True):
         data = datasets.load("cifar10", data_dir=tmp_path, batch_size=4, augment=augment)
         assert (data.input_shape, data.num_classes) == ((32, 32, 3), 10)
@@ -325,8 +325,8 @@ def test_prepared_stock_mnist_is_mean_centred(tmp_path, tfds_dir):
 
 # --- augmentation -----------------------------------------------------------
 
-@pytest.mark.parametrize("augment,size", [(datasets.augment_cifar, 32),
-                                          (datasets.augment_tiny_imagenet, 64)])
+@pytest.mark.parametrize("augment,size", [(augmentation.augment_cifar, 32),
+                                          (augmentation.augment_tiny_imagenet, 64)])
 def test_augmentation(augment, size):
     images = tf.random.stateless_uniform((6, size, size, 3), seed=(0, 1))
     out = augment(images, seed=(3, 4)).numpy()
@@ -335,7 +335,7 @@ def test_augmentation(augment, size):
     np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-3)
     np.testing.assert_array_equal(out, augment(images, seed=(3, 4)).numpy())
     assert not np.allclose(out, augment(images, seed=(3, 5)).numpy())
-    assert not np.allclose(out, datasets.standardize(images).numpy())
+    assert not np.allclose(out, augmentation.standardize(images).numpy())
     one = augment(images[0], seed=(7, 7))
     assert one.shape == (size, size, 3)
     uint8 = tf.cast(images * 255, tf.uint8)
@@ -378,7 +378,7 @@ def test_tiny_imagenet_from_zip_and_folder(tmp_path, tfds_dir):
     with zipfile.ZipFile(tmp_path / "zipped" / "tiny-imagenet-200.zip", "w") as zf:
         for path in sorted((tmp_path / "extracted").rglob("*")):
             zf.write(path, path.relative_to(tmp_path / "extracted"))
-    want = datasets.standardize(
+    want = augmentation.standardize(
         tf.stack([tf.io.decode_jpeg(e) for e in encoded]) / 255).numpy()
     for source in ("zipped", "extracted"):
         data = datasets.load("tiny_imagenet", data_dir=tmp_path / source, batch_size=4)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import al_keras
 from al_keras import distribute
-from al_keras import pipeline_simulator
+from al_keras.distribute import pipeline_simulator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -124,7 +124,7 @@ def test_auto_placement_balances_measured_block_costs(cpu_devices):
     # margin of several times so that a loaded machine does not flip it.
     strategy = distribute.BlockParallel(cpu_devices[:2])
     with strategy.scope():
-        model = al_keras.associate(
+        al_keras.associate(  # Built in the scope: placed by measured costs.
             [keras.layers.Dense(4096, "elu"), keras.layers.Dense(8, "elu"),
              keras.layers.Dense(8, "elu"), keras.layers.Dense(8, "elu")],
             num_classes=10, label_units=8, input_shape=(1024,))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import al_keras
-from al_keras import layers
+from al_keras.core import layers
 from layer_test_helper import run_layer_test
 
 VECTORS = np.random.default_rng(0).random((4, 12)).astype("float32")
@@ -100,7 +100,7 @@ def _dense_block_kwargs():
 
 def test_associated_block_dense():
     block = run_layer_test(
-        layers.AssociatedBlock, None, VECTORS, (4, 7),
+        al_keras.AssociatedBlock, None, VECTORS, (4, 7),
         expected_num_trainable_weights=2 + 2 + 4 + 2,  # f, g, b, h
         make_init_kwargs=_dense_block_kwargs,
     )
@@ -124,7 +124,7 @@ def _conv_block_kwargs():
 
 def test_associated_block_with_a_sequential_encoder():
     block = run_layer_test(
-        layers.AssociatedBlock, None, IMAGES, (4, 6, 6, 2),
+        al_keras.AssociatedBlock, None, IMAGES, (4, 6, 6, 2),
         expected_num_trainable_weights=2 + 2 + 2 + 4 + 2,  # conv, bn, g, b, h
         expected_num_non_trainable_weights=2,  # bn moving stats
         make_init_kwargs=_conv_block_kwargs,
@@ -141,7 +141,7 @@ def test_associated_block_with_a_sequential_encoder():
         (lambda: layers.Bridge(3, pool_size=-2), "pool_size"),
         (lambda: layers.Bridge(3, pool_size=1.5), "pool_size"),
         (lambda: layers.FeaturePooling(0), "pool_size"),
-        (lambda: layers.AssociatedBlock("dense", 3, 3), "encoder"),
+        (lambda: al_keras.AssociatedBlock("dense", 3, 3), "encoder"),
     ],
 )
 def test_bad_arguments_are_named(make, message):

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import al_keras
-from al_keras import datasets, runs, train_lib
+from al_keras.data import datasets
+from al_keras.training import runs, train_lib
 from test_configs import load_config_module
 
 STEPS_PER_EPOCH = 45

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from al_keras import pipeline_simulator as ps
+from al_keras.distribute import pipeline_simulator as ps
 
 
 def _bottleneck(costs, placement):

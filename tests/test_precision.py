@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import al_keras
-from al_keras import train_lib
+from al_keras.training import train_lib
 from test_configs import load_config_module
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")

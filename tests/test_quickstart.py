@@ -6,7 +6,7 @@ import keras
 import pytest
 
 import al_keras
-from al_keras import quickstart
+from al_keras.training import quickstart
 
 
 def test_quickstart_writes_models_exports_and_results(tmp_path):

@@ -17,7 +17,7 @@ import time
 import keras
 import pytest
 
-from al_keras import runs, train_lib
+from al_keras.training import runs, train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 6

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 import al_keras
-from al_keras import al_model
+from al_keras.core import local_training
 
 _GRADIENT_TYPES = {"MatMul", "Conv2DBackpropFilter", "Conv2DBackpropInput"}
 _FORWARD_TYPES = {"MatMul", "Conv2D"}
@@ -109,7 +109,7 @@ def test_traced_step_starts_a_block_after_the_previous_blocks_gradients():
 
 
 def test_the_ordering_check_sees_a_step_without_the_ordering(monkeypatch):
-    monkeypatch.setattr(al_model, "_after", lambda tensors, value: value)
+    monkeypatch.setattr(local_training, "_after", lambda tensors, value: value)
     model = _model()
     graph = _traced_graph(model)
     assert not any(_blocks_wait_for_previous_gradients(graph, model.num_blocks))

@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import al_keras
-from al_keras import runs, train_lib
+from al_keras.training import runs, train_lib
 from test_configs import load_config_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
     table = runs.markdown_table([runs.load_run(workdir), runs.load_run(bp_dir)])
     assert table.count("\n") == 3 and "| run | al | digits | mlp | 15 |" in table
     out = tmp_path / "report.png"
-    proc = subprocess.run([sys.executable, "-m", "al_keras.report", workdir, bp_dir,
+    proc = subprocess.run([sys.executable, "-m", "al_keras.training.report", workdir, bp_dir,
                            f"--output={out}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| bp | digits | mlp | 3 |" in proc.stdout and out.stat().st_size > 10_000
@@ -135,7 +135,7 @@ def test_every_model_option_is_a_config_key_and_overridable():
     assert options.kernel_regularizer is None
     options.kernel_regularizer = 1e-4  # a typed placeholder takes a float
     options.bridge_multiplier = 2.5
-    al_keras.config_lib.validate(config)
+    al_keras.training.config_lib.validate(config)
 
 
 def test_truncate_metrics_and_checkpoint_listing(tmp_path):

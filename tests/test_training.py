@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import al_keras
-from al_keras import train_lib
+from al_keras.training import train_lib
 
 
 def _model(**options):

@@ -1,13 +1,27 @@
-"""Reading `train.py` run directories: metrics, results, tables and curves.
+"""`train.py` run directories: where they go, reading them, tables and curves.
 
 A run directory (a workdir) holds `metrics.csv` (one row per epoch),
-`timings.csv` (its `epoch_seconds`) and, once finished, `results.json`.  `python -m al_keras.report` is the command-line
-front of this module.
+`timings.csv` (its `epoch_seconds`) and, once finished, `results.json`.
+`python -m al_keras.training.report` is the command-line front of this
+module.
 """
 
 import csv
 import json
 import os
+
+# Where train.py puts a run without --workdir.  Its name is no importable
+# module: Python started in its parent must not find it as a namespace
+# package (the old default, /tmp/al_keras, shadowed the package).
+DEFAULT_WORKDIR_ROOT = "/tmp/al_keras_runs"
+
+
+def default_workdir(config):
+    """`DEFAULT_WORKDIR_ROOT/<dataset>_<model>_<method>[_<distribute>]`."""
+    name = f"{config.dataset}_{config.model}_{config.method}"
+    if config.distribute != "none":
+        name += f"_{config.distribute}"
+    return os.path.join(DEFAULT_WORKDIR_ROOT, name)
 
 
 def read_metrics(run_dir):

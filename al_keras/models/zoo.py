@@ -1,7 +1,7 @@
 """Model zoo: the original paper's networks as AL models and BP twins.
 
 `get(name, input_shape=..., num_classes=..., method="al" | "bp", **options)`
-returns a built, compile-ready model.  Backbones (`al_keras.backbones`):
+returns a built, compile-ready model.  Backbones (`al_keras.models.backbones`):
 
 * `"mlp"` -- the original MNIST MLP: `num_blocks` (2) blocks of
   Dense(`hidden_units`=1024, ELU); label width `label_units` (1024).
@@ -21,11 +21,11 @@ import math
 
 import keras
 
-from al_keras.al_model import ALModel
-from al_keras.backbones import BACKBONES
-from al_keras.bp_model import BPModel
-from al_keras.labels import check_num_classes
-from al_keras.layers import AssociatedBlock
+from al_keras.core.al_model import ALModel
+from al_keras.models.backbones import BACKBONES
+from al_keras.core.bp_model import BPModel
+from al_keras.core.labels import check_num_classes
+from al_keras.core.block import AssociatedBlock
 
 METHODS = ("al", "bp")
 

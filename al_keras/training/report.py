@@ -1,6 +1,6 @@
 """Compare training runs: a markdown table and one PNG of their curves.
 
-    python -m al_keras.report RUN_DIR [RUN_DIR ...] [--output=report.png]
+    python -m al_keras.training.report RUN_DIR [RUN_DIR ...] [--output=report.png]
 
 Each RUN_DIR is a `train.py` workdir (it has `results.json` and
 `metrics.csv`).  Prints one table row per run (method, dataset, model,
@@ -12,7 +12,7 @@ runs) and the local losses of each block.
 from absl import app
 from absl import flags
 
-from al_keras import runs as runs_lib
+from al_keras.training import runs as runs_lib
 
 _OUTPUT = flags.DEFINE_string("output", "report.png", "Where to write the curves.")
 

@@ -25,7 +25,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from al_keras import labels as labels_lib
+from al_keras.core import labels as labels_lib
 
 # Marks the messages of this module's in-pipeline assertions, so that the
 # TensorFlow error raised from inside `fit` can be turned back into one line.

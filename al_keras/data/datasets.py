@@ -7,12 +7,12 @@ dataset; both yield `(float32 images, int32 class ids)` batches.
 * `digits`: scikit-learn's 8x8 digits (embedded, `al_keras.data`), in [0, 1].
 * `mnist`, `fashion_mnist`: from a folder of MNIST-format idx files given as
   `data_dir` (e.g. Debian's `dataset-fashion-mnist`), prepared by
-  `al_keras.tfds_builders.IdxImages`, or else stock TFDS. Scaled to [0, 1],
+  `al_keras.data.tfds_builders.IdxImages`, or else stock TFDS. Scaled to [0, 1],
   minus the training images' mean pixel value.
 * `cifar10`, `cifar100`: stock TFDS; every image standardized
   (`tf.image.per_image_standardization`).
 * `tiny_imagenet`: Tiny-ImageNet-200 from the official zip
-  (`al_keras.tfds_builders.TinyImagenet`), standardized like CIFAR.
+  (`al_keras.data.tfds_builders.TinyImagenet`), standardized like CIFAR.
 
 Prepared TFDS data lives in `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`),
 never in `data_dir` of an idx folder or a zip. Nothing is downloaded when the
@@ -29,7 +29,8 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from al_keras import data as _embedded
+from al_keras.data import digits as _embedded
+from al_keras.data.augmentation import augment_cifar, augment_tiny_imagenet, standardize
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet")
 
@@ -42,11 +43,6 @@ DOWNLOAD_HOSTS = {
 }
 CONNECT_TIMEOUT_S = 3.0
 
-# The random parts of augmentation, on images scaled to [0, 1]. CIFAR's are the
-# original code's (TensorFlow's CIFAR-10 tutorial, after a 4-pixel zero pad).
-CIFAR_AUGMENTATION = dict(padded_size=40, brightness=63 / 255, contrast=(0.2, 1.8))
-TINY_IMAGENET_AUGMENTATION = dict(padded_size=70, brightness=0.2, contrast=(0.8, 1.2),
-                                  saturation=(0.8, 1.2), hue=0.05)
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -98,7 +94,7 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
             folder holding `tiny-imagenet-200.zip` or the extracted folder
             (default `<TFDS data dir>/downloads/manual`). Unused for `digits`.
         augment: augment the training images (`cifar10`, `cifar100`,
-            `tiny_imagenet` only): see `augment_cifar`, `augment_tiny_imagenet`.
+            `tiny_imagenet` only): see `al_keras.data.augmentation`.
         test_batch_size: test batch size; defaults to `batch_size`.
         max_train_examples: if > 0, use only the first this many training
             examples (the same ones every epoch); likewise
@@ -173,75 +169,6 @@ def _limit(data, max_train, max_test):
         data = dataclasses.replace(data, test=data.test.take(max_test),
                                    num_test=max_test)
     return data
-
-
-def standardize(images):
-    """Scales each image to mean 0 and standard deviation 1 (per-image)."""
-    return tf.image.per_image_standardization(images)
-
-
-def augment_cifar(images, seed):
-    """The original code's CIFAR augmentation, then `standardize`.
-
-    Zero-pads to 40x40, crops a random 32x32 window, flips left-right at
-    random, shifts brightness by up to 63/255 and scales contrast by 0.2-1.8.
-
-    Args:
-        images: one image `(32, 32, 3)` or a batch, float in [0, 1] (uint8
-            images are scaled to it).
-        seed: a stateless seed, shape `(2,)` ints; the same seed gives the same
-            output.
-
-    Returns:
-        float32 images of the input's shape.
-    """
-    return _augment(images, seed, **CIFAR_AUGMENTATION)
-
-
-def augment_tiny_imagenet(images, seed):
-    """Tiny-ImageNet augmentation, then `standardize`.
-
-    Zero-pads to 70x70, crops a random 64x64 window, flips left-right at
-    random, and jitters colour: brightness by up to 0.2, contrast and
-    saturation by 0.8-1.2, hue by up to 0.05.
-
-    Args:
-        images: one image `(64, 64, 3)` or a batch, float in [0, 1] (uint8
-            images are scaled to it).
-        seed: a stateless seed, shape `(2,)` ints.
-
-    Returns:
-        float32 images of the input's shape.
-    """
-    return _augment(images, seed, **TINY_IMAGENET_AUGMENTATION)
-
-
-def _augment(images, seed, **params):
-    images = tf.convert_to_tensor(images)
-    if images.dtype == tf.uint8:
-        images = tf.cast(images, tf.float32) / 255.0
-    images = tf.cast(images, tf.float32)
-    seed = tf.convert_to_tensor(seed)
-    if images.shape.rank == 3:
-        return _augment_image(images, seed, **params)
-    seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0])
-    return tf.map_fn(lambda args: _augment_image(*args, **params), (images, seeds),
-                     fn_output_signature=tf.float32)
-
-
-def _augment_image(image, seed, padded_size, brightness, contrast, saturation=None, hue=None):
-    shape = image.shape
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-    image = tf.image.resize_with_crop_or_pad(image, padded_size, padded_size)
-    image = tf.image.stateless_random_crop(image, shape, seed=seeds[0])
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-    image = tf.image.stateless_random_brightness(image, brightness, seed=seeds[2])
-    image = tf.image.stateless_random_contrast(image, *contrast, seed=seeds[3])
-    if saturation is not None:
-        image = tf.clip_by_value(image, 0.0, 1.0)
-        image = tf.image.stateless_random_saturation(image, *saturation, seed=seeds[4])
-        image = tf.image.stateless_random_hue(image, hue, seed=seeds[5])
-    return standardize(image)
 
 
 def pipelines(data, *, batch_size, test_batch_size, seed, augment, decode=None,
@@ -353,7 +280,7 @@ def tfds_data_dir():
 
 def _prepared_builder(name, data_dir):
     """The TFDS builder of `name`, prepared on disk (or an error saying how to)."""
-    from al_keras import tfds_builders
+    from al_keras.data import tfds_builders
 
     if name == "tiny_imagenet":
         return _tiny_imagenet_builder(data_dir)
@@ -367,8 +294,8 @@ def _prepared_builder(name, data_dir):
 
 
 def _tiny_imagenet_builder(data_dir):
-    from al_keras import tfds_builders
-    from al_keras.tfds_builders import tiny_imagenet
+    from al_keras.data import tfds_builders
+    from al_keras.data.tfds_builders import tiny_imagenet
 
     folder = data_dir or os.path.join(tfds_data_dir(), "downloads", "manual")
     source = tfds_builders.find_tiny_imagenet(folder) if os.path.exists(folder) else None

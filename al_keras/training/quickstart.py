@@ -1,6 +1,6 @@
 """The main job on the embedded data: AL and its BP twin on scikit-learn digits.
 
-    python -m al_keras.quickstart [--workdir=/tmp/al_keras_quickstart]
+    python -m al_keras.training.quickstart [--workdir=/tmp/al_keras_quickstart]
                                   [--epochs=15] [--seed=0]
 
 Trains the AL MLP and its backprop twin side by side on the 1,797 8x8

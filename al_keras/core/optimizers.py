@@ -2,33 +2,7 @@
 
 import keras
 
-
-@keras.saving.register_keras_serializable(package="al_keras")
-class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A learning-rate schedule multiplied by a constant `factor`.
-
-    Used for the auto-encoder optimizers when `compile()` is given a
-    schedule: they follow it at `ae_lr_multiplier` times its value.
-
-    Args:
-        schedule: a `LearningRateSchedule` (or its serialized config).
-        factor: float multiplier.
-    """
-
-    def __init__(self, schedule, factor):
-        if isinstance(schedule, dict):
-            schedule = keras.saving.deserialize_keras_object(schedule)
-        self.schedule = schedule
-        self.factor = float(factor)
-
-    def __call__(self, step):
-        return self.schedule(step) * self.factor
-
-    def get_config(self):
-        return {
-            "schedule": keras.saving.serialize_keras_object(self.schedule),
-            "factor": self.factor,
-        }
+from al_keras.core.schedules import ScaledSchedule
 
 
 def clone_optimizer(optimizer, lr_factor=1.0, name=None):

@@ -2,11 +2,11 @@
 
 import keras
 
-from al_keras import export as export_lib
-from al_keras import input_checks
-from al_keras import nonfinite
-from al_keras.labels import ClassificationCrossentropy, check_num_classes
-from al_keras.layers import FeaturePooling
+from al_keras.core import export as export_lib
+from al_keras.core import input_checks
+from al_keras.core import nonfinite
+from al_keras.core.labels import ClassificationCrossentropy, check_num_classes
+from al_keras.core.layers import FeaturePooling
 
 
 @keras.saving.register_keras_serializable(package="al_keras")

@@ -8,12 +8,12 @@
 Both take a `SourceConfig` whose name is keyed on the source's path, file
 sizes and modification times, so two sources never share prepared data. The
 builders are not registered with TFDS (`tfds.builder("idx_images")` does not
-exist); `al_keras.datasets.load` constructs them.
+exist); `al_keras.data.datasets.load` constructs them.
 """
 
-from al_keras.tfds_builders.idx_images import IdxImages, find_idx_files, read_idx
-from al_keras.tfds_builders.source_config import SourceConfig
-from al_keras.tfds_builders.tiny_imagenet import TinyImagenet, find_tiny_imagenet
+from al_keras.data.tfds_builders.idx_images import IdxImages, find_idx_files, read_idx
+from al_keras.data.tfds_builders.source_config import SourceConfig
+from al_keras.data.tfds_builders.tiny_imagenet import TinyImagenet, find_tiny_imagenet
 
 __all__ = [
     "IdxImages",

@@ -1,4 +1,4 @@
-"""The original code's learning-rate schedule."""
+"""Learning-rate schedules: the original code's, and one scaled by a factor."""
 
 import keras
 
@@ -34,4 +34,32 @@ class OriginalSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "total_steps": self.total_steps,
+        }
+
+
+@keras.saving.register_keras_serializable(package="al_keras")
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning-rate schedule multiplied by a constant `factor`.
+
+    Used for the auto-encoder optimizers when `compile()` is given a
+    schedule: they follow it at `ae_lr_multiplier` times its value.
+
+    Args:
+        schedule: a `LearningRateSchedule` (or its serialized config).
+        factor: float multiplier.
+    """
+
+    def __init__(self, schedule, factor):
+        if isinstance(schedule, dict):
+            schedule = keras.saving.deserialize_keras_object(schedule)
+        self.schedule = schedule
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        return self.schedule(step) * self.factor
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "factor": self.factor,
         }

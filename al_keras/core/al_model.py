@@ -1,0 +1,334 @@
+"""`ALModel`: a Keras model trained by Associated Learning.
+
+The class is put together from its seams: construction, compile and the
+block optimizers here; the training step in `local_training.py`; inference
+and exits in `exits.py`; Keras / tf.distribute workarounds in
+`keras_compat.py`; the data checks of fit/evaluate/predict in
+`input_checks.py`.
+"""
+
+import keras
+import tensorflow as tf
+
+from al_keras import distribute as distribute_lib
+from al_keras.core import exits as exits_lib
+from al_keras.core import input_checks, keras_compat, local_training, nonfinite
+from al_keras.core import labels as labels_lib
+from al_keras.core import optimizers as optimizers_lib
+from al_keras.core.block import AssociatedBlock
+from al_keras.distribute import pipeline as pipeline_lib
+
+OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
+
+
+@keras.saving.register_keras_serializable(package="al_keras")
+class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
+              keras_compat.KerasWorkaroundsMixin, input_checks.CheckedDataMixin,
+              keras.Model):
+    """A classifier made of `AssociatedBlock`s, trained by Associated Learning.
+
+    Training (`fit`) never back-propagates across a block boundary.  For each
+    block i, with `s_0 = x` and `t_0 = one_hot(y)`:
+
+    * the **auto-encoder loss** `ae_loss_i = MSE(h_i(t_i), t_{i-1})` with
+      `t_i = g_i(stop_gradient(t_{i-1}))` trains only `g_i` and `h_i`
+      (for `h_1` the loss is `output_loss`);
+    * the **associated loss** `assoc_loss_i = MSE(b_i(s_i), stop_gradient(t_i))`
+      with `s_i = f_i(stop_gradient(s_{i-1}))` trains only `f_i` and `b_i`.
+
+    Each loss has its own `tf.GradientTape` and its own optimizer, cloned from
+    the optimizer given to `compile()`; auto-encoder optimizers run at
+    `ae_lr_multiplier` times its learning rate (2, as in the original code).
+    `model.optimizer` stays the one you passed: its learning rate (a float
+    that callbacks such as `ReduceLROnPlateau` may change, or a schedule) is
+    followed by every block optimizer, and its `iterations` counts steps.
+    The block optimizers are `model.assoc_optimizers` and
+    `model.ae_optimizers`; they are saved with the model.
+
+    Inference (`call`, `predict`, `evaluate`) follows
+    `x -> f_1 ... f_L -> b_L -> h_L ... h_1` and returns class probabilities.
+    With `output_loss="mse"` (the original) `h_1` is a sigmoid layer whose
+    scores are clipped at 0 and normalised to sum to 1 (argmax unchanged);
+    with `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
+    *exit* at block i (`x -> f_1 ... f_i -> b_i -> h_i ... h_1`) is
+    `model(x, exit=i)`, `model.predict(x, exit=i)` or
+    `model.evaluate(x, y, exit=i)`; `model.call_exits(x)` and
+    `model.evaluate_exits(dataset)` give every exit from one pass of the
+    encoders; the SavedModel from `model.export()` has one signature per
+    exit.
+
+    Several devices: a model created under
+    `al_keras.distribute.BlockParallel(...).scope()` has each block on its
+    own device and, by default, trains the blocks at the same time in a
+    pipelined step; under a `tf.distribute` strategy (`MirroredStrategy`,
+    `MultiWorkerMirroredStrategy`) each block's gradients are all-reduced
+    over the replicas.  See `al_keras.distribute`.
+
+    Logs: `loss` (sum of the weighted local losses), `assoc_loss_<i>` and
+    `ae_loss_<i>` per block (1-based, weighted, regularization included), and
+    the compiled metrics on the inference path.  Labels may be class ids
+    `(batch,)` / `(batch, 1)` or one-hot rows `(batch, num_classes)`.
+
+    Args:
+        blocks: list of `AssociatedBlock`, input side first.  Block 1's
+            `target_units` must be `num_classes`, block i's the
+            `label_units` of block i-1.
+        num_classes: int >= 2.
+        output_loss: loss of `h_1`: `"mse"` (default) or
+            `"categorical_crossentropy"` (then `h_1` must be a softmax, as
+            `al_keras.associate` builds it).
+        loss_weights: optional list of one float >= 0 per block, multiplying
+            both local losses of that block.
+        ae_lr_multiplier: float > 0, learning rate of the auto-encoder
+            optimizers relative to `model.optimizer`'s.
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: input batch.
+        training: bool.
+        exit: optional int in `[1, num_blocks]`: the block whose shortcut
+            path is used; default: the full path (`num_blocks`).
+
+    Example:
+
+    >>> model = al_keras.associate(
+    ...     [keras.layers.Dense(64, "elu"), keras.layers.Dense(64, "elu")],
+    ...     num_classes=10, label_units=32, input_shape=(64,))
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    ...               metrics=["accuracy"])
+    >>> model.fit(x, y, epochs=5)                      # doctest: +SKIP
+    >>> model.predict(x, exit=1)                       # doctest: +SKIP
+
+    Reference:
+        Kao & Chen, Associated Learning: Decomposing End-to-end
+        Backpropagation based on Auto-encoders and Target Propagation,
+        Neural Computation 33(1), 2021 (arXiv:1906.05560).
+    """
+
+    def __init__(
+        self,
+        blocks,
+        num_classes,
+        output_loss="mse",
+        loss_weights=None,
+        ae_lr_multiplier=2.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        blocks = [
+            keras.saving.deserialize_keras_object(b) if isinstance(b, dict) else b
+            for b in blocks
+        ]
+        _check_blocks(blocks, num_classes)
+        if output_loss not in OUTPUT_LOSSES:
+            raise ValueError(
+                f"Unknown output_loss {output_loss!r}; expected one of "
+                f"{OUTPUT_LOSSES}."
+            )
+        decoder_activation = blocks[0].label_decoder.activation
+        if (output_loss == "categorical_crossentropy") != (
+            decoder_activation == "softmax"
+        ):
+            raise ValueError(
+                f"output_loss={output_loss!r} needs h_1 "
+                f"{'with' if output_loss != 'mse' else 'without'} a softmax, "
+                f"but block 1's label decoder uses {decoder_activation!r}. "
+                "Build the blocks with al_keras.associate(..., "
+                f"output_loss={output_loss!r})."
+            )
+        if loss_weights is None:
+            loss_weights = [1.0] * len(blocks)
+        loss_weights = [float(w) for w in loss_weights]
+        if len(loss_weights) != len(blocks) or any(w < 0 for w in loss_weights):
+            raise ValueError(
+                f"loss_weights must be {len(blocks)} numbers >= 0 (one per "
+                f"block), got {loss_weights}."
+            )
+        if not float(ae_lr_multiplier) > 0:
+            raise ValueError(
+                f"ae_lr_multiplier must be > 0, got {ae_lr_multiplier!r}."
+            )
+        self.blocks = blocks
+        self.num_classes = num_classes
+        self.output_loss = output_loss
+        self.loss_weights = loss_weights
+        self.ae_lr_multiplier = float(ae_lr_multiplier)
+
+        self.assoc_loss_trackers = [
+            keras.metrics.Mean(name=f"assoc_loss_{i}")
+            for i in range(1, len(blocks) + 1)
+        ]
+        self.ae_loss_trackers = [
+            keras.metrics.Mean(name=f"ae_loss_{i}")
+            for i in range(1, len(blocks) + 1)
+        ]
+        self.total_loss_tracker = keras_compat.SumOfResults(
+            self.assoc_loss_trackers + self.ae_loss_trackers, name="loss")
+        self.skipped_updates_tracker = keras.metrics.Sum(name="skipped_updates")
+        self.on_nonfinite_loss = "stop"
+        self.assoc_optimizers = []
+        self.ae_optimizers = []
+        self._active_exit = None
+        # Compiled functions per exit: predict/test, and evaluate_exits'.
+        self._exit_functions = keras_compat.Untracked({})
+        # The BlockParallel strategy whose scope the model is created in.
+        self._placement = pipeline_lib.PlacementState(
+            distribute_lib.current_block_parallel())
+
+    @property
+    def num_blocks(self):
+        return len(self.blocks)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        strategy = self._placement.strategy
+        if strategy is not None:
+            self._placement.devices = strategy.place(self, shape)
+        for index, block in enumerate(self.blocks):
+            if not block.built:
+                with self._placement.device(index):
+                    block.build(shape)
+            shape = tuple(block.compute_output_shape(shape))
+        if getattr(self, "compiled", False):
+            self._build_optimizers()
+
+    def compile(self, optimizer="adam", loss=None, metrics=None,
+                on_nonfinite_loss="stop", **kwargs):
+        """Configures training; see `keras.Model.compile`.
+
+        `loss` must stay unset: AL trains with its own local losses.  The
+        optimizer (string or instance) is cloned into one optimizer per block
+        and per loss family.
+
+        `on_nonfinite_loss`: `"stop"` (default) makes `fit` raise
+        `al_keras.NonFiniteLossError` naming the block, the loss and the
+        step as soon as a local loss is NaN or Inf; `"skip"` makes each
+        block skip the update of a batch whose loss or gradients are not
+        finite, and go on (logged as `skipped_updates`: the local updates,
+        two per block and batch, skipped in the epoch; not under a data-parallel
+        strategy, whose all-reduced updates cannot be skipped by one replica).
+        """
+        nonfinite.check_mode(on_nonfinite_loss, self.distribute_strategy)
+        if loss is not None:
+            raise ValueError(
+                "ALModel trains with its own local losses; leave `loss` unset "
+                f"in compile() (got loss={loss!r}). Choose the loss of h_1 with "
+                "ALModel(output_loss=...)."
+            )
+        if kwargs.get("loss_weights") is not None:
+            raise ValueError(
+                "compile(loss_weights=...) is not used by ALModel; give "
+                "per-block weights as ALModel(loss_weights=[...])."
+            )
+        if self._placement.strategy is not None:
+            if kwargs.get("jit_compile") is True:
+                raise ValueError(
+                    "jit_compile=True cannot be used with BlockParallel: XLA "
+                    "compiles a step for one device. Leave it unset."
+                )
+            kwargs["jit_compile"] = False
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self._compile_config.config["on_nonfinite_loss"] = on_nonfinite_loss
+        self._placement.drain_function = None
+        self.assoc_optimizers = []
+        self.ae_optimizers = []
+        self._exit_functions = keras_compat.Untracked({})
+        if self.built:
+            self._build_optimizers()
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        if self._placement.strategy is not None:
+            config.pop("jit_compile", None)  # Loaded onto placed blocks.
+        self.compile(**config)
+
+    def _build_optimizers(self):
+        """Clones `self.optimizer` per block and loss family, and builds them.
+
+        Built eagerly (not lazily in the first step) so that `.keras` reloads
+        restore their state and distribution strategies see their variables.
+        """
+        with tf.init_scope():  # Eagerly, also when built in a traced step.
+            self._build_optimizers_now()
+
+    def _build_optimizers_now(self):
+        template = self.optimizer
+        if not template.built:
+            template.build([])  # It only carries the learning rate and step.
+        assoc_optimizers, ae_optimizers = [], []
+        for index, block in enumerate(self.blocks):
+            with self._placement.device(index):
+                assoc_opt = optimizers_lib.clone_optimizer(
+                    template, 1.0, f"assoc_optimizer_{index + 1}")
+                ae_opt = optimizers_lib.clone_optimizer(
+                    template, self.ae_lr_multiplier, f"ae_optimizer_{index + 1}")
+                assoc_opt.build(block.input_side_variables)
+                ae_opt.build(block.label_side_variables)
+            assoc_optimizers.append(assoc_opt)
+            ae_optimizers.append(ae_opt)
+        self.assoc_optimizers = assoc_optimizers
+        self.ae_optimizers = ae_optimizers
+
+    @property
+    def metrics(self):
+        own = [
+            self.total_loss_tracker,
+            *self.assoc_loss_trackers,
+            *self.ae_loss_trackers,
+        ]
+        keras_loss = getattr(self, "_loss_tracker", None)
+        rest = [
+            m
+            for m in super().metrics
+            if m is not keras_loss and m is not self.skipped_updates_tracker
+            and not any(m is o for o in own)
+        ]
+        if self.on_nonfinite_loss == "skip":
+            own.append(self.skipped_updates_tracker)
+        return own + rest
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+        config.update(
+            blocks=[keras.saving.serialize_keras_object(b) for b in self.blocks],
+            num_classes=self.num_classes,
+            output_loss=self.output_loss,
+            loss_weights=list(self.loss_weights),
+            ae_lr_multiplier=self.ae_lr_multiplier,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["blocks"] = [
+            keras.saving.deserialize_keras_object(b, custom_objects=custom_objects)
+            for b in config["blocks"]
+        ]
+        return cls(**config)
+
+
+def _check_blocks(blocks, num_classes):
+    labels_lib.check_num_classes(num_classes)
+    if not blocks:
+        raise ValueError("An ALModel needs at least one block (num_blocks >= 1).")
+    for i, block in enumerate(blocks, start=1):
+        if not isinstance(block, AssociatedBlock):
+            raise TypeError(
+                f"Block {i} is a {type(block).__name__}; ALModel takes "
+                "AssociatedBlock layers (use al_keras.associate to wrap plain "
+                "Keras layers)."
+            )
+        expected = num_classes if i == 1 else blocks[i - 2].label_units
+        if block.target_units != expected:
+            raise ValueError(
+                f"Block {i} decodes to {block.target_units} units but must "
+                f"decode to {expected} ("
+                + ("num_classes" if i == 1 else f"block {i - 1}'s label_units")
+                + ")."
+            )

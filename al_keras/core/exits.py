@@ -1,0 +1,187 @@
+"""Inference and exits of an `ALModel`.
+
+The full path is `x -> f_1 ... f_L -> b_L -> h_L ... h_1`; the exit at block
+i is the shortcut `x -> f_1 ... f_i -> b_i -> h_i ... h_1`.  `ExitsMixin`
+gives `call(x, exit=i)`, `call_exits` / `evaluate_exits` (every exit from
+one pass of the encoders), `predict` / `evaluate` with `exit=`, and the
+SavedModel export with one signature per exit.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from al_keras.core import export as export_lib
+from al_keras.core import labels as labels_lib
+
+
+class ExitsMixin:
+    """`ALModel`'s inference paths: the full path and every block's exit."""
+
+    def _check_exit(self, exit):
+        if exit is None:
+            return self.num_blocks
+        if isinstance(exit, bool) or not isinstance(exit, int):
+            raise TypeError(f"`exit` must be an int, got {exit!r}.")
+        if not 1 <= exit <= self.num_blocks:
+            raise ValueError(
+                f"`exit` must be in [1, {self.num_blocks}] (this model has "
+                f"{self.num_blocks} blocks), got {exit}."
+            )
+        return exit
+
+    def call(self, inputs, training=None, exit=None):
+        exit = self._check_exit(exit)
+        s = inputs
+        for index, block in enumerate(self.blocks[:exit]):
+            with self._placement.device(index):
+                s = block(s, training=training)
+        with self._placement.device(exit - 1):
+            prediction = self.blocks[exit - 1].bridge(s, training=training)
+        return self._decode(prediction, exit)
+
+    def call_exits(self, inputs, exits=None, training=False):
+        """Class probabilities at several exits, from one pass of the encoders.
+
+        `model.call_exits(x, exits=[1, 3])[1]` equals `model(x, exit=1)`, but
+        `f_1 ... f_3` run once for both exits instead of once per exit.
+
+        Args:
+            inputs: input batch.
+            exits: ints in `[1, num_blocks]`; default every exit.
+            training: bool.
+
+        Returns:
+            A dict exit -> class probabilities `(batch, num_classes)`.
+        """
+        exits = sorted({self._check_exit(e) for e in (
+            exits if exits is not None else range(1, self.num_blocks + 1))})
+        s, outputs = inputs, {}
+        for index, block in enumerate(self.blocks[:exits[-1]]):
+            with self._placement.device(index):
+                s = block(s, training=training)
+                if index + 1 in exits:
+                    prediction = block.bridge(s, training=training)
+            if index + 1 in exits:
+                outputs[index + 1] = self._decode(prediction, index + 1)
+        return outputs
+
+    def evaluate_exits(self, data, exits=None):
+        """Accuracy at several exits in one pass over `data` (`call_exits`).
+
+        Where `evaluate(data, exit=i)` runs the model once per exit, this
+        runs the encoders once for all of them; the accuracies are the same.
+
+        Args:
+            data: a `tf.data.Dataset` (or other iterable) of `(x, y)`
+                batches, labels as class ids or one-hot rows.
+            exits: ints in `[1, num_blocks]`; default every exit.
+
+        Returns:
+            A dict exit -> accuracy (float).
+        """
+        exits = tuple(sorted({self._check_exit(e) for e in (
+            exits if exits is not None else range(1, self.num_blocks + 1))}))
+        key = ("evaluate_exits", exits)
+        count = self._exit_functions.value.get(key)
+        if count is None:
+            @tf.function
+            def count(x, y):
+                ids = tf.argmax(labels_lib.to_one_hot(y, self.num_classes), -1)
+                return tf.stack([
+                    tf.reduce_sum(tf.cast(tf.argmax(p, -1) == ids, tf.int64))
+                    for p in self.call_exits(x, exits).values()])
+            self._exit_functions.value[key] = count
+        correct, total = 0, 0
+        for x, y in data:
+            correct += count(x, y).numpy()
+            total += int(tf.shape(x)[0])
+        return {exit: float(c) / max(total, 1) for exit, c in zip(exits, correct)}
+
+    def _decode(self, prediction, exit):
+        """h_exit ... h_1 applied to a bridge output; returns probabilities."""
+        t = prediction
+        for index in reversed(range(exit)):
+            with self._placement.device(index):
+                t = self.blocks[index].label_decoder(t, training=False)
+        return self._scores(t)
+
+    def _scores(self, decoded):
+        """Class probabilities from the output of h_1."""
+        scores = tf.cast(decoded, "float32")
+        if self.output_loss == "categorical_crossentropy":
+            return scores
+        scores = tf.nn.relu(scores) + 1e-7
+        return scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        exit = self._check_exit(self._active_exit)
+        assoc_losses, ae_losses, predictions = self.local_losses(
+            x, y, sample_weight, training=False
+        )
+        y_pred = self._decode(predictions[exit - 1], exit)
+        self._record_losses(assoc_losses, ae_losses)
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False, exit=self._active_exit)
+
+    @contextlib.contextmanager
+    def _exit_scope(self, exit, function_attr):
+        """Runs Keras' predict/evaluate loop with the shortcut path `exit`."""
+        exit = self._check_exit(exit)
+        if exit == self.num_blocks:
+            yield
+            return
+        key = (function_attr, exit)
+        saved = getattr(self, function_attr)
+        setattr(self, function_attr, self._exit_functions.value.get(key))
+        self._active_exit = exit
+        try:
+            yield
+        finally:
+            self._exit_functions.value[key] = getattr(self, function_attr)
+            setattr(self, function_attr, saved)
+            self._active_exit = None
+
+    def predict(self, x, *args, exit=None, **kwargs):
+        """`keras.Model.predict`; `exit=i` uses block i's shortcut path."""
+        with self._exit_scope(exit, "predict_function"):
+            return super().predict(x, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, exit=None, **kwargs):
+        """`keras.Model.evaluate`; `exit=i` measures block i's shortcut path.
+
+        The local losses are those of the whole model either way.
+        """
+        with self._exit_scope(exit, "test_function"):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None,
+               input_signature=None, overwrite=False, **kwargs):
+        """Writes a SavedModel for serving without al_keras.
+
+        Signatures: `serving_default` (and `serve`), the full-path class
+        probabilities; `exit_1` ... `exit_L`, the shortcut paths.  Each takes
+        one float tensor `inputs` and returns `{"probabilities": ...}`.  An
+        existing `filepath` is replaced only with `overwrite=True`.  Other
+        formats are handed to `keras.Model.export`.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose,
+                                  input_signature=input_signature, **kwargs)
+        endpoints = {"serve": lambda x: self(x, training=False)}
+        for exit in range(1, self.num_blocks + 1):
+            endpoints[f"exit_{exit}"] = (
+                lambda x, exit=exit: self(x, training=False, exit=exit)
+            )
+        export_lib.export_saved_model(
+            self, filepath, endpoints, input_signature=input_signature,
+            overwrite=overwrite, verbose=verbose,
+        )

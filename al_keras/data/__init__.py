@@ -1,0 +1,12 @@
+"""Data: the embedded digits, and the datasets of the configs.
+
+* `load_digits` (`digits.py`) -- scikit-learn's 8x8 digits, offline.
+* `datasets.load(name, ...)` (`datasets.py`) -- the tf.data pipelines of
+  every config's dataset (digits, MNIST-format idx folders, CIFAR through
+  TFDS, Tiny-ImageNet), with their augmentation (`augmentation.py`).
+* `tfds_builders` -- TFDS builders for datasets that come as local files.
+"""
+
+from al_keras.data.digits import load_digits
+
+__all__ = ["load_digits"]
