@@ -36,7 +36,8 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # ruff pinned: the lint CI runs must not change under a release.
+        "test": ["pytest>=7", "ruff==0.17.6"],
     },
     license="Apache-2.0",
     classifiers=[

@@ -17,8 +17,7 @@ sigmoid label side, MSE h_1), `al_tanh` (tanh label side), `al_ce`
 import json
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _DATASET = flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "fashion_mnist"],
                              "Dataset (al_keras.data.datasets).")

@@ -19,10 +19,9 @@ to check the script itself on a CPU in about a minute.
 import os
 import time
 
-from absl import app
-from absl import flags
 import keras
 import tensorflow as tf
+from absl import app, flags
 
 import al_keras
 from al_keras.training import config_lib

@@ -26,8 +26,7 @@ import json
 import os
 import statistics
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 import step_timing
 

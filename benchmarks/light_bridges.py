@@ -14,7 +14,8 @@ with `train.py`'s library in a fresh process, the same seed and data:
 Each run: `--epochs` epochs (10) on the MLP's 60,000 and the CNN's first
 20,000 training images (`--max_train_examples`, as the README's
 reproduction table), the whole test set, Adam at `--lr` (1e-3: every exit
-trains within a few epochs) under the original schedule, batch 32, XLA.  Printed per model: test accuracy (the full path;
+trains within a few epochs) under the original schedule, batch 32, XLA.
+Printed per model: test accuracy (the full path;
 for AL also the best exit), mean training seconds per step over the
 epochs after the first (no compilation), and the ratios of each AL
 setting's step time to BP's.  `--json PATH` writes the rows.  The runs'
@@ -30,8 +31,7 @@ import os
 import subprocess
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist",
                                 "Fashion-MNIST folder (idx files) or TFDS dir.")

@@ -39,8 +39,7 @@ import os
 import subprocess
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _METHOD = flags.DEFINE_enum("method", None, ["al", "bp"],
                             "Run one method in this process (the child).")
@@ -123,7 +122,7 @@ def main(argv):
                 f"--batch_size={_BATCH.value}", f"--steps={_STEPS.value}",
                 f"--jit_compile={_JIT.value}"]
         done = subprocess.run(args, capture_output=True, text=True, check=False)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode or not lines:
             raise RuntimeError(f"The {method} process failed:\n{done.stderr[-3000:]}")
         results[method] = json.loads(lines[-1][len("RESULT "):])

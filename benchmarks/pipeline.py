@@ -35,8 +35,7 @@ import subprocess
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _MODELS = flags.DEFINE_list("models", ["mlp", "cnn"], "Zoo models to time.")
 _STEPS = flags.DEFINE_integer("steps", 40, "Timed steps per run.")
@@ -192,7 +191,8 @@ def simulation_tables(profiles, link, steps_per_epoch):
                                for b in blocks))
         out.append(sim.simulate_table(blocks, link_bandwidth=link,
                                       steps_per_epoch=steps_per_epoch))
-        mean = lambda f: statistics.mean(getattr(b, f) for b in blocks)
+        def mean(f):
+            return statistics.mean(getattr(b, f) for b in blocks)
         uniform = sim.uniform_blocks(
             8, mean("forward"), mean("backward"),
             activation_bytes=mean("activation_bytes"))

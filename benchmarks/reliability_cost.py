@@ -27,8 +27,7 @@ import subprocess
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _MODELS = flags.DEFINE_list("models", ["mlp", "cnn"], "Zoo models to time.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per round.")

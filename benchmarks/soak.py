@@ -68,9 +68,7 @@ import sys
 import tempfile
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Epochs of training.")
 _EARLY = flags.DEFINE_integer("early", 5, "The epoch whose RSS is the reference.")
@@ -173,8 +171,7 @@ def main(argv):
     if not 1 <= _EARLY.value < _EPOCHS.value:
         raise app.UsageError("Need 1 <= --early < --epochs.")
     logging.set_verbosity(logging.WARNING)
-    from al_keras.training import config_lib
-    from al_keras.training import train_lib
+    from al_keras.training import config_lib, train_lib
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                         "configs", "digits.py")

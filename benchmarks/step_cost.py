@@ -39,8 +39,7 @@ import os
 import statistics
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 import step_timing
 
@@ -212,7 +211,8 @@ def block_profile(model, x, y, jit_compile, round_seconds):
             s_next, t_next = step(s, t)
         steps = max(3, round(round_seconds / 3 / _seconds(step, s, t, 1)))
         seconds = statistics.median(_seconds(step, s, t, steps) for _ in range(3))
-        count = lambda variables: int(sum(np.prod(v.shape) for v in variables))
+        def count(variables):
+            return int(sum(np.prod(v.shape) for v in variables))
         rows.append({
             "block": index + 1,
             "encoder_weights": count(block.encoder.trainable_variables),

@@ -9,7 +9,8 @@ Keras dtype policy (`float32`; mixed precision `mixed_float16`, with a loss
 scale per optimizer, and `mixed_bfloat16`), each compiled with
 `jit_compile=False` and `=True`, warmed up on 5 steps, then timed on one
 batch (Keras' compiled train function on one batch held in memory, as
-`step_timing.step_timer` times it for every benchmark; timing `fit` on arrays here showed steps quantized
+`step_timing.step_timer` times it for every benchmark; timing `fit` on
+arrays here showed steps quantized
 to multiples of ~64 ms).  Prints ms/step (median of 3 rounds of `--steps`),
 the ratio plain/XLA, s per Fashion-MNIST epoch (1,875 steps) with XLA, and
 the XLA step time relative to float32's.
@@ -17,8 +18,7 @@ the XLA step time relative to float32's.
 
 import statistics
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 import step_timing
 

@@ -12,10 +12,10 @@ served: serve_exported.py covers the TFLite conversion.
 import json
 import sys
 
-from serve_exported import _Block  # Importing it blocks al_keras.
-
 import numpy as np
 import tensorflow as tf
+
+from serve_exported import _Block  # Importing it blocks al_keras.
 
 
 def main(manifest_path, output_path):

@@ -17,17 +17,21 @@ import tensorflow as tf
 import al_keras
 from al_keras.training import train_lib
 from test_configs import load_config_module
+from test_datasets import _idx_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_py(args, cwd, env=None):
-    """Runs train.py; returns (exit status, last stderr line, seconds)."""
+    """Runs train.py; returns (exit status, last stderr line, seconds).
+
+    A refusal is one line: no traceback may come before it."""
     start = time.time()
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
                           capture_output=True, text=True, timeout=120, cwd=cwd,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
     lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc.returncode, lines[-1] if lines else "", time.time() - start
 
 
@@ -87,6 +91,33 @@ def test_train_py_says_how_to_get_data_it_cannot_reach_offline(tmp_path):
         "host www.cs.toronto.edu cannot be reached. To provide it, prepare it on a "
         "connected machine with `tfds build cifar10 --data_dir=DIR`")
     # No config.json is left to refuse the next command in this workdir.
+    assert os.listdir(tmp_path / "run") == []
+
+
+def test_train_py_names_a_data_dir_that_does_not_exist(tmp_path):
+    status, last_line, seconds = _train_py(
+        [f"--workdir={tmp_path / 'run'}", "--config=configs/fashion_mnist.py",
+         f"--config.data_dir={tmp_path / 'nonexistent'}"], cwd=ROOT)
+    assert status == 1 and seconds < 30
+    assert last_line == (f"train.py: data_dir '{tmp_path / 'nonexistent'}' does not exist: "
+                         "give the folder that holds fashion_mnist's files "
+                         "(config.data_dir), or leave it empty to use TFDS.")
+    assert os.listdir(tmp_path / "run") == []
+
+
+def test_train_py_names_a_truncated_data_file(tmp_path):
+    folder = tmp_path / "idx"
+    _idx_folder(folder, seed=0, compress=True, n_train=200)
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:2000])  # Cut short, as a broken copy.
+    status, last_line, seconds = _train_py(
+        [f"--workdir={tmp_path / 'run'}", "--config=configs/fashion_mnist.py",
+         f"--config.data_dir={folder}"], cwd=ROOT,
+        env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
+    assert status == 1 and seconds < 30
+    assert last_line == (f"train.py: {images} is truncated (Compressed file ended before "
+                         "the end-of-stream marker was reached); replace it with a "
+                         "complete copy.")
     assert os.listdir(tmp_path / "run") == []
 
 

@@ -4,6 +4,7 @@ failing fast offline. Every TFDS directory is under tmp_path; nothing downloads.
 import gzip
 import os
 import socket
+import tempfile
 import time
 import zipfile
 
@@ -156,6 +157,15 @@ def test_read_idx_parses_header_and_rejects_garbage(tmp_path):
     (tmp_path / "c").write_bytes(b"PK\x03\x04 not idx")
     with pytest.raises(ValueError, match=r"is not an idx file"):
         read_idx(str(tmp_path / "c"))
+    # Gzipped files cut short or not gzip at all name the file, as DataFileError.
+    _write_idx(tmp_path / "d", np.arange(4000).reshape(40, 100) % 256, compress=True)
+    cut = tmp_path / "d.gz"
+    cut.write_bytes(cut.read_bytes()[:-30])
+    with pytest.raises(datasets.DataFileError, match=rf"^{cut} is truncated \(Compressed"):
+        read_idx(str(cut))
+    (tmp_path / "e.gz").write_bytes(b"plain bytes, not gzip")
+    with pytest.raises(datasets.DataFileError, match=r"e.gz cannot be read \(BadGzipFile"):
+        read_idx(str(tmp_path / "e.gz"))
 
 
 def test_idx_folders_load_exactly_and_do_not_collide(tmp_path, tfds_dir):
@@ -220,10 +230,17 @@ def test_debian_fashion_mnist():
 
 # --- stock TFDS: prepared, or fail fast -------------------------------------
 
+def _tfds_scratch_folders():
+    """The temporary folders TFDS makes (tmp*tfds), and the parents al_keras gives them."""
+    return {p for p in os.listdir(tempfile.gettempdir())
+            if p.startswith("tmp") and p.endswith("tfds") or p.startswith("al_keras_tfds_")}
+
+
 @pytest.mark.parametrize("name", ["cifar10", "fashion_mnist"])
 def test_unprepared_and_offline_fails_fast(name, monkeypatch, tfds_dir):
     calls = []
     monkeypatch.setattr(datasets, "can_connect", lambda *args, **kw: calls.append(args) or False)
+    scratch_before = _tfds_scratch_folders()
     start = time.time()
     with pytest.raises(RuntimeError) as error:
         datasets.load(name, batch_size=32)
@@ -231,6 +248,7 @@ def test_unprepared_and_offline_fails_fast(name, monkeypatch, tfds_dir):
     assert calls and calls[0][0] == datasets.DOWNLOAD_HOSTS[name][0]
     message = str(error.value)
     assert f"{name} is not prepared in {tfds_dir}" in message
+    assert _tfds_scratch_folders() == scratch_before  # TFDS left none behind
     assert f"tfds build {name}" in message
     if name == "fashion_mnist":
         assert "dataset-fashion-mnist" in message and DEBIAN_FASHION_MNIST in message
@@ -415,7 +433,8 @@ def test_max_examples_take_the_same_first_examples_every_epoch():
     assert (data.num_train, data.num_test) == (20, 12)
     epochs = [np.concatenate([x for x, _ in data.train]) for _ in range(2)]
     assert len(epochs[0]) == 20 and len(np.concatenate([x for x, _ in data.test])) == 12
-    as_set = lambda a: {row.tobytes() for row in a.reshape(len(a), -1)}
+    def as_set(a):
+        return {row.tobytes() for row in a.reshape(len(a), -1)}
     assert as_set(epochs[0]) == as_set(epochs[1])
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
     assert as_set(epochs[0]) <= as_set(first)

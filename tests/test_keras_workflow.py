@@ -1,6 +1,7 @@
 """The ordinary Keras workflow on the embedded digits: callbacks, reload, resume."""
 
 import csv
+import re
 
 import keras
 import numpy as np
@@ -70,3 +71,24 @@ def test_fit_with_the_usual_callbacks_then_resume(method, digits, tmp_path):
     assert type(best) is type(resumed)
     logs = best.evaluate(x_test, y_test, verbose=0, return_dict=True)
     assert 0.0 <= logs["accuracy"] <= 1.0 and np.isfinite(logs["loss"])
+
+
+def _summary_number(text, what):
+    match = re.search(rf" {what}: ([\d,]+) \(", text)
+    return int(match.group(1).replace(",", ""))
+
+
+def test_summary_counts_the_block_optimizers():
+    model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
+                                hidden_units=32, label_units=16)
+    model.compile(optimizer="adam")
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "".join(lines)
+    block_optimizers = model.assoc_optimizers + model.ae_optimizers
+    in_blocks = sum(int(np.prod(v.shape)) for o in block_optimizers for v in o.variables)
+    # Adam: two moments per trainable weight, plus each optimizer's step and rate.
+    assert in_blocks == 2 * model.count_params() + 2 * len(block_optimizers)
+    assert _summary_number(text, "Optimizer params") == in_blocks + 2
+    assert _summary_number(text, "Total params") == model.count_params() + in_blocks + 2
+    assert f"2 in model.optimizer, {in_blocks:,} in the 4 block optimizers" in text

@@ -33,7 +33,8 @@ def test_cnn_is_the_original_cnn():
     shape = (1, 28, 28, 1)
     out_shapes = []
     for block in model.blocks:
-        convs = [l for l in block.encoder.layers if isinstance(l, keras.layers.Conv2D)]
+        convs = [layer for layer in block.encoder.layers
+                 if isinstance(layer, keras.layers.Conv2D)]
         assert len(convs) == 2 and all(c.kernel_size == (3, 3) for c in convs)
         shape = block.compute_output_shape(shape)
         out_shapes.append(tuple(shape))
@@ -55,7 +56,8 @@ def test_vgg_is_the_original_split():
     assert model.num_blocks == 4
     assert _block_output_shapes(model, (32, 32, 3)) == [
         (16, 16, 256), (8, 8, 512), (2, 2, 512), (1024,)]
-    convs = [[l.filters for l in b.encoder.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [[layer.filters for layer in b.encoder.layers
+              if isinstance(layer, keras.layers.Conv2D)]
              for b in model.blocks]
     assert convs == [[128, 256], [256, 512], [512, 512], []]
     assert {b.label_units for b in model.blocks} == {300}
@@ -119,18 +121,24 @@ def test_light_bridges_pool_and_narrow_and_the_bp_twin_mirrors_them():
     assert light.predict(x, verbose=0).shape == (3, 10)
 
 
+def _mlp(num_classes=3, **options):
+    return al_keras.models.get("mlp", input_shape=(8,), num_classes=num_classes, **options)
+
+
 @pytest.mark.parametrize("call, message", [
-    (lambda: al_keras.models.get("vgg99", input_shape=(8,), num_classes=3), "Unknown model 'vgg99'"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="dfa"), "Unknown method 'dfa'"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, widht=3), r"Unknown option\(s\) \['widht'\]"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, method="bp", output_loss="mse"), "output_loss"),
+    (lambda: al_keras.models.get("vgg99", input_shape=(8,), num_classes=3),
+     "Unknown model 'vgg99'"),
+    (lambda: _mlp(method="dfa"), "Unknown method 'dfa'"),
+    (lambda: _mlp(widht=3), r"Unknown option\(s\) \['widht'\]"),
+    (lambda: _mlp(method="bp", output_loss="mse"), "output_loss"),
     (lambda: al_keras.models.get("cnn", input_shape=(64,), num_classes=3), "image inputs"),
     (lambda: al_keras.models.get("vgg", input_shape=(8, 8, 3), num_classes=3), "at least 16x16"),
-    (lambda: al_keras.models.get("resnet20", input_shape=(8, 8, 3), num_classes=3, depth=21), "6k \\+ 2"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, num_blocks=0), "num_blocks"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=1), "num_classes"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, activation="gelu"), "activation"),
-    (lambda: al_keras.models.get("mlp", input_shape=(8,), num_classes=3, loss_weights=[1.0]), "loss_weights"),
+    (lambda: al_keras.models.get("resnet20", input_shape=(8, 8, 3), num_classes=3, depth=21),
+     "6k \\+ 2"),
+    (lambda: _mlp(num_blocks=0), "num_blocks"),
+    (lambda: _mlp(num_classes=1), "num_classes"),
+    (lambda: _mlp(activation="gelu"), "activation"),
+    (lambda: _mlp(loss_weights=[1.0]), "loss_weights"),
 ])
 def test_bad_builder_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):

@@ -32,7 +32,8 @@ def _params(model):
     """Numpy (kernel, bias) of each part of each block."""
     out = []
     for block in model.blocks:
-        get = lambda layer: (layer.kernel.numpy(), layer.bias.numpy())
+        def get(layer):
+            return (layer.kernel.numpy(), layer.bias.numpy())
         out.append({
             "f": get(block.encoder),
             "g": get(block.label_encoder.dense),
@@ -44,7 +45,8 @@ def _params(model):
 
 
 def _by_hand(params, x, y):
-    dense = lambda a, kb: a @ kb[0] + kb[1]
+    def dense(a, kb):
+        return a @ kb[0] + kb[1]
     t_prev = np.eye(3)[y]
     s = x
     assoc, ae, cache = [], [], []

@@ -127,7 +127,7 @@ def test_sigkill_at_random_moments_loses_nothing(uninterrupted, tmp_path):
         # The run resumed from the last complete checkpoint (if it got as far
         # as training: a kill during startup may come before it says so).
         if any("/45" in line for line in lines):
-            resumes = [l.strip() for l in lines if l.startswith("Resuming from")]
+            resumes = [line.strip() for line in lines if line.startswith("Resuming from")]
             assert resumes == ([f"Resuming from {checkpoint_dir}/epoch_{resumed_from:04d}"
                                 f".keras (epoch {resumed_from} finished)."]
                                if resumed_from else []), (moment, resumes)

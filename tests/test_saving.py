@@ -71,7 +71,8 @@ def test_reload_keeps_options_and_exits(tmp_path, digits):
     model.compile(optimizer="adam")
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
-    as_json = lambda m: json.dumps(m.get_config(), sort_keys=True)
+    def as_json(m):
+        return json.dumps(m.get_config(), sort_keys=True)
     assert as_json(reloaded) == as_json(model)
     assert reloaded.loss_weights == [1.0, 0.5, 2.0]
     for exit in (1, 2, 3):
@@ -104,7 +105,8 @@ def test_custom_encoders_round_trip(tmp_path):
 def test_batchnorm_backbones_round_trip(name, digits, tmp_path):
     (x, y), (x_test, _) = digits
     size = 16 if name == "vgg" else 8
-    images = lambda a: np.kron(a.reshape(-1, 8, 8, 1), np.ones((1, size // 8, size // 8, 1)))
+    def images(a):
+        return np.kron(a.reshape(-1, 8, 8, 1), np.ones((1, size // 8, size // 8, 1)))
     options = {"label_units": 8, "bridge_multiplier": 0}
     if name == "vgg":
         options["dense_units"] = 16

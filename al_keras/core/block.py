@@ -2,8 +2,14 @@
 
 import keras
 
-from al_keras.core.layers import (_PACKAGE, Bridge, LabelDecoder, LabelEncoder,
-                                  _check_positive_int, check_activation)
+from al_keras.core.layers import (
+    _PACKAGE,
+    Bridge,
+    LabelDecoder,
+    LabelEncoder,
+    _check_positive_int,
+    check_activation,
+)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

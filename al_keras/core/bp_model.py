@@ -3,8 +3,7 @@
 import keras
 
 from al_keras.core import export as export_lib
-from al_keras.core import input_checks
-from al_keras.core import nonfinite
+from al_keras.core import input_checks, nonfinite
 from al_keras.core.labels import ClassificationCrossentropy, check_num_classes
 from al_keras.core.layers import FeaturePooling
 
@@ -14,11 +13,11 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
     """The same backbone as an AL model, trained end to end by backprop.
 
     The head mirrors the AL model's inference path, as the original code's
-    BP baselines did: (FeaturePooling if `bridge_pool_size`) -> Flatten -> Dense(`bridge_multiplier * n_L`) ->
-    Dense(`n_L`) (the bridge `b_L`), one Dense per decoder `h_L ... h_2`
-    (`n_{L-1} ... n_1`), and a softmax Dense to the classes (`h_1`).  So the
-    two models have the same parameters at inference and differ only in how
-    they are trained.
+    BP baselines did: (FeaturePooling if `bridge_pool_size`) -> Flatten ->
+    Dense(`bridge_multiplier * n_L`) -> Dense(`n_L`) (the bridge `b_L`), one
+    Dense per decoder `h_L ... h_2` (`n_{L-1} ... n_1`), and a softmax Dense
+    to the classes (`h_1`).  So the two models have the same parameters at
+    inference and differ only in how they are trained.
 
     `compile()` defaults the loss to cross-entropy that accepts class ids or
     one-hot labels, like `ALModel`; `fit`, `evaluate`, `predict` and `export`

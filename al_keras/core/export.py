@@ -3,8 +3,8 @@
 import os
 import shutil
 
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
 
 def export_saved_model(model, filepath, endpoints, input_signature=None,

@@ -4,13 +4,38 @@ Each names the Keras behaviour it works around; drop one when Keras no
 longer needs it.
 """
 
+import math
+import re
+
 import keras
 import tensorflow as tf
 
 
 class KerasWorkaroundsMixin:
     """`ALModel`'s fixes of Keras' step logs and symbolic build under
-    `MultiWorkerMirroredStrategy`."""
+    `MultiWorkerMirroredStrategy`, and of its summary's optimizer count."""
+
+    def summary(self, *args, print_fn=None, **kwargs):
+        """`keras.Model.summary`, counting every optimizer's variables.
+
+        Keras 3.15 counts only `model.optimizer`'s (its step and learning
+        rate: "Optimizer params: 2"); an ALModel's moments are in its 2L
+        block optimizers, `assoc_optimizers` and `ae_optimizers`.  Here the
+        optimizer and total lines count them too and say where they are.
+        Printed as plain text, or handed whole to `print_fn`.
+        """
+        captured = []
+        super().summary(*args, print_fn=lambda text, **_: captured.append(text), **kwargs)
+        text = "".join(captured)
+        block_variables = [v for o in self.assoc_optimizers + self.ae_optimizers
+                           for v in o.variables]
+        if block_variables and self.optimizer is not None and self.optimizer.built:
+            text = _count_block_optimizers(text, list(self.optimizer.variables),
+                                           block_variables, self.num_blocks)
+        if print_fn is None:
+            print(text, end="" if text.endswith("\n") else "\n")
+        else:
+            print_fn(text)
 
     def _step_logs(self, logs):
         """The step's logs, as Keras can reduce them over the replicas.
@@ -74,3 +99,48 @@ class Untracked:
 
     def __init__(self, value):
         self.value = value
+
+
+def _count_block_optimizers(text, model_variables, block_variables, num_blocks):
+    """Keras' summary `text` with the block optimizers' variables counted in
+    its "Total params" and "Optimizer params" lines."""
+    added, added_bytes = _count(block_variables), _bytes(block_variables)
+    own, own_bytes = _count(model_variables), _bytes(model_variables)
+
+    def total(match):
+        count = int(match.group(2).replace(",", "")) + added
+        size = _parse_size(match.group(3)) + added_bytes
+        return f"{match.group(1)}{count:,} ({_readable(size)})"
+
+    text = re.sub(r"( Total params: )([\d,]+) \(([^)]*)\)", total, text, count=1)
+    return re.sub(
+        r" Optimizer params: [\d,]+ \([^)]*\)",
+        f" Optimizer params: {own + added:,} ({_readable(own_bytes + added_bytes)})\n"
+        f"   {own:,} in model.optimizer, {added:,} in the {2 * num_blocks} block optimizers "
+        "(model.assoc_optimizers, model.ae_optimizers)", text, count=1)
+
+
+def _count(variables):
+    return sum(math.prod(v.shape) for v in variables)
+
+
+def _bytes(variables):
+    return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
+
+
+_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def _readable(size):
+    """Bytes as Keras' summary writes them: `4.66 MB` (1 KB = 1024 B)."""
+    for unit in _UNITS[:-1]:
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} {_UNITS[-1]}"
+
+
+def _parse_size(text):
+    number, unit = text.split()
+    return float(number) * 1024 ** _UNITS.index(unit)
+

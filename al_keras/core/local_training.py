@@ -312,7 +312,7 @@ def _after(tensors, value):
         return tf.identity(value)
 
 def _regularization(*layers):
-    losses = [tf.cast(l, "float32") for layer in layers for l in layer.losses]
+    losses = [tf.cast(loss, "float32") for layer in layers for loss in layer.losses]
     return tf.add_n(losses) if losses else 0.0
 
 def _check_gradients(grads, variables, family, index):

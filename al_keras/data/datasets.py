@@ -20,10 +20,12 @@ download host cannot be reached: `load` fails in seconds and says how to
 provide the data.
 """
 
+import contextlib
 import dataclasses
 import os
 import random
 import socket
+import tempfile
 import threading
 
 import numpy as np
@@ -31,6 +33,7 @@ import tensorflow as tf
 
 from al_keras.data import digits as _embedded
 from al_keras.data.augmentation import augment_cifar, augment_tiny_imagenet, standardize
+from al_keras.data.errors import DataFileError, DatasetUnavailableError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet")
 
@@ -44,10 +47,6 @@ DOWNLOAD_HOSTS = {
 CONNECT_TIMEOUT_S = 3.0
 
 _AUTOTUNE = tf.data.AUTOTUNE
-
-
-class DatasetUnavailableError(RuntimeError):
-    """The data is neither on disk nor downloadable; the message says how to get it."""
 
 
 @dataclasses.dataclass
@@ -104,8 +103,10 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
         A `Data`.
 
     Raises:
-        ValueError: unknown name, bad batch size, missing `data_dir`, augment
-            for a dataset without augmentation, malformed or empty data.
+        ValueError: unknown name, bad batch size, augment for a dataset
+            without augmentation, empty data.
+        DataFileError (a ValueError): a missing `data_dir`, a truncated or
+            malformed data file; the message names it.
         DatasetUnavailableError: the data is not on disk and cannot be
             downloaded; the message says where to put it.
     """
@@ -123,7 +124,9 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
     if data_dir is not None:
         data_dir = os.path.expanduser(os.fspath(data_dir))
         if not os.path.exists(data_dir):
-            raise ValueError(f"data_dir {data_dir!r} does not exist.")
+            raise DataFileError(
+                f"data_dir {data_dir!r} does not exist: give the folder that holds "
+                f"{name}'s files (config.data_dir), or leave it empty to use TFDS.")
     for arg, value in (("max_train_examples", max_train_examples),
                        ("max_test_examples", max_test_examples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -280,6 +283,29 @@ def tfds_data_dir():
 
 def _prepared_builder(name, data_dir):
     """The TFDS builder of `name`, prepared on disk (or an error saying how to)."""
+    with _tfds_scratch_folder():
+        return _builder(name, data_dir)
+
+
+@contextlib.contextmanager
+def _tfds_scratch_folder():
+    """Gives TFDS' temporary folders a private parent, removed afterwards.
+
+    TFDS 4.9 makes a `tempfile.mkdtemp("tfds")` folder whenever it makes the
+    builder of an unprepared dataset (`DatasetInfo.initialize_from_bucket`)
+    and leaves it behind when nothing is fetched (offline: always): one empty
+    `/tmp/tmp*tfds` per call.
+    """
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="al_keras_tfds_") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
+def _builder(name, data_dir):
     from al_keras.data import tfds_builders
 
     if name == "tiny_imagenet":

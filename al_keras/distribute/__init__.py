@@ -12,10 +12,18 @@ See docs/several-devices.md.
 """
 
 from al_keras.distribute import pipeline_simulator
-from al_keras.distribute.block_parallel import (BlockParallel, current_block_parallel,
-                                                default_devices, measure_block_costs)
-from al_keras.distribute.strategies import (make_strategy, replicas_in_sync, split_cpu,
-                                            strategy_scope)
+from al_keras.distribute.block_parallel import (
+    BlockParallel,
+    current_block_parallel,
+    default_devices,
+    measure_block_costs,
+)
+from al_keras.distribute.strategies import (
+    make_strategy,
+    replicas_in_sync,
+    split_cpu,
+    strategy_scope,
+)
 
 __all__ = [
     "BlockParallel",

@@ -17,7 +17,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-
 # What each boundary's buffer holds, in this order.
 _HANDED_ON = ("s", "t", "y", "sample_weight")
 

@@ -21,8 +21,12 @@ import dataclasses
 import itertools
 import math
 
-from al_keras.distribute.partition import (  # noqa: F401 (part of this API)
-    BlockCost, balanced_partition, uniform_blocks)
+# Part of this module's API: the placement the simulated schedules assume.
+from al_keras.distribute.partition import (  # noqa: F401
+    BlockCost,
+    balanced_partition,
+    uniform_blocks,
+)
 
 # Nominal link bandwidths in bytes/s, per direction; real throughput is lower.
 #   nvlink: NVLink 3 on A100, ~300 GB/s per direction (600 GB/s total).

@@ -7,8 +7,15 @@ in `backbones.py`.  `associate` makes an `ALModel` of your own layers,
 """
 
 from al_keras.models import backbones
-from al_keras.models.zoo import (METHODS, all_option_names, associate, bp_twin,
-                                 check_options, get, names)
+from al_keras.models.zoo import (
+    METHODS,
+    all_option_names,
+    associate,
+    bp_twin,
+    check_options,
+    get,
+    names,
+)
 
 __all__ = [
     "METHODS",

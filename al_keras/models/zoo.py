@@ -22,10 +22,10 @@ import math
 import keras
 
 from al_keras.core.al_model import ALModel
-from al_keras.models.backbones import BACKBONES
+from al_keras.core.block import AssociatedBlock
 from al_keras.core.bp_model import BPModel
 from al_keras.core.labels import check_num_classes
-from al_keras.core.block import AssociatedBlock
+from al_keras.models.backbones import BACKBONES
 
 METHODS = ("al", "bp")
 

@@ -12,9 +12,9 @@ import re
 import ml_collections
 from ml_collections import config_dict
 
-from al_keras.data import datasets
 from al_keras import models as models_lib
 from al_keras.core import nonfinite
+from al_keras.data import datasets
 
 METHODS = ("al", "bp")
 DISTRIBUTE = ("none", "blocks", "mirrored", "multi_worker")

@@ -15,9 +15,7 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "/tmp/al_keras_quickstart", "Where models and results go."

@@ -9,8 +9,7 @@ writes the curves: test and training accuracy by epoch (every exit of AL
 runs) and the local losses of each block.
 """
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from al_keras.training import runs as runs_lib
 

@@ -131,45 +131,87 @@ def markdown_table(runs):
     return "\n".join(lines)
 
 
-_EXIT_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+_BLOCK_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+
+def run_colors(count):
+    """`count` distinct RGBA colours, one per run: matplotlib's tab10 up to 10
+    runs, tab20 up to 20, evenly spaced along the turbo colour map beyond."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
 
 
 def plot_curves(run_dirs, path):
-    """Writes one PNG: accuracy by epoch and local losses, for every run."""
+    """Writes one PNG: accuracy by epoch and local losses, for every run.
+
+    A run has one colour in both panels (`run_colors`: no two runs share
+    one), named once in the legend on the right; the line style tells the
+    curve, as each panel's own legend says: test accuracy solid, training
+    dotted, exits dashed; associated losses solid, auto-encoder losses
+    dashed; a marker per block.
+
+    Returns:
+        `{run label: colour}` of the runs plotted.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run_dir in run_dirs:
-        rows = read_metrics(run_dir)
-        if not rows:
-            continue
-        label = os.path.basename(os.path.normpath(run_dir))
+    runs = [(os.path.basename(os.path.normpath(d)), read_metrics(d)) for d in run_dirs]
+    runs = [(label, rows) for label, rows in runs if rows]
+    colors = dict(zip([label for label, _ in runs], run_colors(len(runs))))
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    blocks = set()
+    for label, rows in runs:
+        color = colors[label]
         epochs = [row["epoch"] + 1 for row in rows]
         keys = rows[-1].keys()
-        line, = acc_ax.plot(epochs, [r.get("val_accuracy") for r in rows],
-                            label=f"{label} test")
-        acc_ax.plot(epochs, [r.get("accuracy") for r in rows], ls=":",
-                    color=line.get_color(), label=f"{label} train")
-        exits = sorted((k for k in keys if k.startswith("val_exit_")),
-                       key=lambda k: int(k.split("_")[2]))
-        for i, key in enumerate(exits[:-1]):  # the last exit is the full path
-            acc_ax.plot(epochs, [r.get(key) for r in rows], ls="--", alpha=0.6,
-                        color=line.get_color(), marker=_EXIT_MARKERS[i % len(_EXIT_MARKERS)],
-                        markersize=4, label=f"{label} exit {key.split('_')[2]}")
+        acc_ax.plot(epochs, [r.get("val_accuracy") for r in rows], color=color)
+        acc_ax.plot(epochs, [r.get("accuracy") for r in rows], ls=":", color=color)
+        exits = sorted(int(k.split("_")[2]) for k in keys if k.startswith("val_exit_"))
+        for block in exits[:-1]:  # the last exit is the full path
+            acc_ax.plot(epochs, [r.get(f"val_exit_{block}_accuracy") for r in rows], ls="--",
+                        alpha=0.6, color=color, marker=_block_marker(block), markersize=4)
         losses = sorted(k for k in keys if k.startswith(("assoc_loss_", "ae_loss_")))
         for key in losses or ["loss"]:
-            loss_ax.plot(epochs, [r.get(key) for r in rows],
+            block = int(key.rsplit("_", 1)[1]) if key != "loss" else None
+            blocks.update([block] if block else [])
+            loss_ax.plot(epochs, [r.get(key) for r in rows], color=color,
                          ls="--" if key.startswith("ae_") else "-",
-                         label=f"{label} {key}")
+                         marker=_block_marker(block) if block else None, markersize=3)
+
+    def styles(*entries):
+        return [Line2D([], [], color="0.3", ls=ls, marker=marker, markersize=4, label=text)
+                for ls, marker, text in entries]
+
+    markers = [(None, _block_marker(b), f"block {b}") for b in sorted(blocks)]
+    acc_ax.legend(handles=styles(("-", None, "test (full path)"), (":", None, "train"),
+                                 ("--", None, "test, exit at a block")), fontsize=7)
+    loss_ax.legend(handles=styles(("-", None, "associated (AL) / loss (BP)"),
+                                  ("--", None, "auto-encoder"))
+                   + [Line2D([], [], color="0.3", ls="", marker=m, label=t)
+                      for _, m, t in markers], fontsize=7)
+    fig.legend(handles=[Line2D([], [], color=c, lw=3, label=label) for label, c in colors.items()],
+               loc="outside right upper", fontsize=8, title="runs",
+               ncols=1 + len(colors) // 25)
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Local losses (AL) / loss (BP)",
                 yscale="log")
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return colors
+
+
+def _block_marker(block):
+    return _BLOCK_MARKERS[(block - 1) % len(_BLOCK_MARKERS)]

@@ -29,8 +29,15 @@ from al_keras.core import input_checks, nonfinite
 from al_keras.core.schedules import OriginalSchedule
 from al_keras.data import datasets
 from al_keras.training import config_lib, runs
-from al_keras.training.callbacks import (EpochCheckpoint, EpochTimer, ExitAccuracy,
-                                         MetricsLogger, checkpoints, exit_accuracies)
+from al_keras.training.callbacks import (
+    EpochCheckpoint,
+    EpochTimer,
+    ExitAccuracy,
+    MetricsLogger,
+    checkpoints,
+    exit_accuracies,
+)
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from; the message names it."""
@@ -38,7 +45,7 @@ class CheckpointError(RuntimeError):
 
 # What train.py reports as one line (no traceback): errors in what the user
 # gave, not in al_keras.
-USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError,
+USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError, datasets.DataFileError,
                input_checks.InputDataError, nonfinite.NonFiniteLossError,
                CheckpointError)
 

@@ -3,9 +3,12 @@
 import gzip
 import io
 import os
+import zlib
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from al_keras.data.errors import DataFileError
 
 # The four files of an MNIST-format folder, by split and part; each may be
 # gzipped (".gz") and some distributions write "train-images.idx3-ubyte".
@@ -32,7 +35,7 @@ def find_idx_files(folder):
         when the folder holds none of them.
 
     Raises:
-        ValueError: the folder holds some of the files but not all.
+        DataFileError: the folder holds some of the files but not all.
     """
     found, missing = {}, []
     for key, stem in IDX_FILES.items():
@@ -48,7 +51,7 @@ def find_idx_files(folder):
     if not found:
         return None
     if missing:
-        raise ValueError(f"{folder} holds MNIST-format idx files but lacks "
+        raise DataFileError(f"{folder} holds MNIST-format idx files but lacks "
                          f"{', '.join(missing)}.")
     return found
 
@@ -66,24 +69,31 @@ def read_idx(path):
         A numpy array of the stored type and shape.
 
     Raises:
-        ValueError: the header is not an idx header or the data has the wrong
-            length.
+        DataFileError (a ValueError): the file cannot be read (a truncated or
+            corrupted gzip stream), its header is not an idx header, or its
+            data has the wrong length.
     """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except EOFError as e:  # A gzip stream cut short.
+        raise DataFileError(f"{path} is truncated ({e}); replace it with a complete "
+                            "copy.") from e
+    except (OSError, zlib.error) as e:  # Not gzip, corrupted, unreadable.
+        raise DataFileError(f"{path} cannot be read ({type(e).__name__}: {e}).") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{path} is not an idx file: it starts with {data[:4].hex()!r}, "
+        raise DataFileError(f"{path} is not an idx file: it starts with {data[:4].hex()!r}, "
                          "expected 00 00, a type byte (08 for uint8) and the rank.")
     dtype = np.dtype(_IDX_TYPES[data[2]])
     ndim = data[3]
     offset = 4 + 4 * ndim
     if len(data) < offset:
-        raise ValueError(f"{path} is truncated inside its idx header.")
+        raise DataFileError(f"{path} is truncated inside its idx header.")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - offset != size:
-        raise ValueError(f"{path} holds {len(data) - offset} bytes of data, but its "
+        raise DataFileError(f"{path} holds {len(data) - offset} bytes of data, but its "
                          f"header announces shape {shape} of {dtype} ({size} bytes).")
     return np.frombuffer(data, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
@@ -99,18 +109,18 @@ def read_idx_split(files, split):
         `(images, labels)`.
 
     Raises:
-        ValueError: wrong type, shape, count or label range.
+        DataFileError: wrong type, shape, count or label range.
     """
     images = read_idx(files[(split, "images")])
     labels = read_idx(files[(split, "labels")])
     if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE[:2]:
-        raise ValueError(f"{files[(split, 'images')]} holds {images.dtype} images of shape "
+        raise DataFileError(f"{files[(split, 'images')]} holds {images.dtype} images of shape "
                          f"{images.shape[1:]}, expected uint8 {IMAGE_SHAPE[:2]}.")
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(f"{files[(split, 'labels')]} holds labels of shape {labels.shape}, "
+        raise DataFileError(f"{files[(split, 'labels')]} holds labels of shape {labels.shape}, "
                          f"expected ({len(images)},) to match the images.")
     if len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
-        raise ValueError(f"{files[(split, 'labels')]} holds labels in "
+        raise DataFileError(f"{files[(split, 'labels')]} holds labels in "
                          f"[{labels.min()}, {labels.max()}], expected [0, {NUM_CLASSES}).")
     return images, labels
 
@@ -143,12 +153,12 @@ class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         del dl_manager  # Everything is local.
         files = find_idx_files(self.builder_config.source)
         if files is None:
-            raise ValueError(f"{self.builder_config.source} holds no MNIST-format idx files.")
+            raise DataFileError(f"{self.builder_config.source} holds no MNIST-format idx files.")
         train = read_idx_split(files, "train")
         test = read_idx_split(files, "test")
         for split, (images, _) in (("train", train), ("test", test)):
             if not len(images):
-                raise ValueError(f"{files[(split, 'images')]} holds no images.")
+                raise DataFileError(f"{files[(split, 'images')]} holds no images.")
         pixel_mean = float(train[0].mean(dtype=np.float64) / 255.0)
         self.info.metadata["pixel_mean"] = pixel_mean
         return {"train": self._generate_examples(*train),

@@ -2,8 +2,11 @@
 
 import os
 import zipfile
+import zlib
 
 import tensorflow_datasets as tfds
+
+from al_keras.data.errors import DataFileError
 
 ZIP_NAME = "tiny-imagenet-200.zip"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -45,7 +48,7 @@ class _Source:
             tops = [n[: -len("wnids.txt")] for n in names
                     if n == "wnids.txt" or n.endswith("/wnids.txt")]
             if not tops:
-                raise ValueError(f"{path} has no wnids.txt: it is not {ZIP_NAME}.")
+                raise DataFileError(f"{path} has no wnids.txt: it is not {ZIP_NAME}.")
             self._top = min(tops, key=len)
             self.names = [n[len(self._top):] for n in names
                           if n.startswith(self._top) and not n.endswith("/")]
@@ -57,15 +60,19 @@ class _Source:
                                for f in files]
 
     def read(self, name):
-        if self._zip is not None:
-            return self._zip.read(self._top + name)
-        with open(os.path.join(self.path, *name.split("/")), "rb") as f:
-            return f.read()
+        try:
+            if self._zip is not None:
+                return self._zip.read(self._top + name)
+            with open(os.path.join(self.path, *name.split("/")), "rb") as f:
+                return f.read()
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise DataFileError(f"{name} in {self.path} cannot be read ({type(e).__name__}: "
+                                f"{e}); replace {self.path} with a complete copy.") from e
 
     def wnids(self):
         wnids = sorted(set(self.read("wnids.txt").decode().split()))
         if not wnids:
-            raise ValueError(f"wnids.txt in {self.path} lists no classes.")
+            raise DataFileError(f"wnids.txt in {self.path} lists no classes.")
         return wnids
 
 
@@ -107,18 +114,18 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     and parts[2] == "images" and name.lower().endswith((".jpeg", ".jpg"))):
                 train.append((name, parts[1]))
         if "val/val_annotations.txt" not in source.names:
-            raise ValueError(f"{source.path} has no val/val_annotations.txt.")
+            raise DataFileError(f"{source.path} has no val/val_annotations.txt.")
         test = []
         for line in source.read("val/val_annotations.txt").decode().splitlines():
             fields = line.split("\t")
             if len(fields) >= 2:
                 if fields[1] not in wnids:
-                    raise ValueError(f"val/val_annotations.txt in {source.path} labels "
+                    raise DataFileError(f"val/val_annotations.txt in {source.path} labels "
                                      f"{fields[0]} with {fields[1]}, which wnids.txt lacks.")
                 test.append((f"val/images/{fields[0]}", fields[1]))
         for split, examples in (("train", train), ("val", test)):
             if not examples:
-                raise ValueError(f"{source.path} holds no {split} images.")
+                raise DataFileError(f"{source.path} holds no {split} images.")
         return {"train": self._generate_examples(source, train),
                 "test": self._generate_examples(source, test)}
 
