@@ -12,7 +12,7 @@ with `train.py`'s library in a fresh process, the same seed and data:
 * `bp_light`: the BP twin whose head mirrors the light last bridge.
 
 Each run: `--epochs` epochs (10) on the MLP's 60,000 and the CNN's first
-20,000 training images (`--max_train_examples`, as the README's
+20,000 training images (`--max_train_examples`, as docs/reproduction.md's
 reproduction table), the whole test set, Adam at `--lr` (1e-3: every exit
 trains within a few epochs) under the original schedule, batch 32, XLA.
 Printed per model: test accuracy (the full path;
@@ -39,7 +39,7 @@ _MODELS = flags.DEFINE_list("models", ["mlp", "cnn"], "Models to train.")
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Epochs per run.")
 _MAX_TRAIN = flags.DEFINE_list(
     "max_train_examples", ["mlp:0", "cnn:20000"],
-    "Training images per model, model:N (0: all 60,000), as the README's "
+    "Training images per model, model:N (0: all 60,000), as docs/reproduction.md's "
     "reproduction table.")
 _VARIANTS = flags.DEFINE_list("variants", ["al", "al_light", "bp", "bp_light"],
                               "Variants to train (see above).")

@@ -17,7 +17,7 @@
    digits config's small AL MLP (256 hidden units, label width 128, ~5 ms a
    step), so that the checks' share is large: a worst case.
 
-Prints each time and the ratio on/off.  Measured figures: README,
+Prints each time and the ratio on/off.  Measured figures: docs/reliability.md,
 "Reliability".
 """
 

@@ -14,7 +14,7 @@ settings: Adam 1e-4 (auto-encoders 2e-4), batch 32, 200 epochs, x0.1 at
 mean-centred.
 
 Expected, seed 0, 10 epochs (`--config.epochs=10`), 2-core CPU (TF 2.21,
-XLA), the README's reproduction table:
+XLA), the reproduction table of docs/reproduction.md:
   MLP, 60,000 images, lr 1e-3: AL 0.887 (exit 1 0.890), BP 0.890;
       ~210 s (AL) and ~140 s (BP) an epoch.
   MLP, original lr 1e-4: AL 0.872, BP 0.908 (AL underfits in 10 epochs).

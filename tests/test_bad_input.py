@@ -1,6 +1,6 @@
 """Bad input gets one clear line naming the problem, fast, and loses nothing.
 
-Each case here is a row of the README's table "Bad input and what it gets".
+Each case here is a row of the table "Bad input and what it gets" in docs/reliability.md.
 """
 
 import os
@@ -94,30 +94,31 @@ def test_train_py_says_how_to_get_data_it_cannot_reach_offline(tmp_path):
     assert os.listdir(tmp_path / "run") == []
 
 
-def test_train_py_names_a_data_dir_that_does_not_exist(tmp_path):
-    status, last_line, seconds = _train_py(
-        [f"--workdir={tmp_path / 'run'}", "--config=configs/fashion_mnist.py",
-         f"--config.data_dir={tmp_path / 'nonexistent'}"], cwd=ROOT)
-    assert status == 1 and seconds < 30
-    assert last_line == (f"train.py: data_dir '{tmp_path / 'nonexistent'}' does not exist: "
-                         "give the folder that holds fashion_mnist's files "
-                         "(config.data_dir), or leave it empty to use TFDS.")
-    assert os.listdir(tmp_path / "run") == []
+def _missing_folder(tmp_path):
+    folder = tmp_path / "nonexistent"
+    return folder, (f"train.py: data_dir '{folder}' does not exist: give the folder that "
+                    "holds fashion_mnist's files (config.data_dir), or leave it empty to "
+                    "use TFDS.")
 
 
-def test_train_py_names_a_truncated_data_file(tmp_path):
+def _truncated_file(tmp_path):
     folder = tmp_path / "idx"
     _idx_folder(folder, seed=0, compress=True, n_train=200)
     images = folder / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:2000])  # Cut short, as a broken copy.
+    return folder, (f"train.py: {images} is truncated (Compressed file ended before the "
+                    "end-of-stream marker was reached); replace it with a complete copy.")
+
+
+@pytest.mark.parametrize("make_data_dir", [_missing_folder, _truncated_file])
+def test_train_py_names_a_bad_data_dir_or_file(make_data_dir, tmp_path):
+    data_dir, message = make_data_dir(tmp_path)
     status, last_line, seconds = _train_py(
         [f"--workdir={tmp_path / 'run'}", "--config=configs/fashion_mnist.py",
-         f"--config.data_dir={folder}"], cwd=ROOT,
+         f"--config.data_dir={data_dir}"], cwd=ROOT,
         env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
     assert status == 1 and seconds < 30
-    assert last_line == (f"train.py: {images} is truncated (Compressed file ended before "
-                         "the end-of-stream marker was reached); replace it with a "
-                         "complete copy.")
+    assert last_line == message
     assert os.listdir(tmp_path / "run") == []
 
 

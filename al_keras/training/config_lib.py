@@ -61,7 +61,7 @@ SCHEMA = {
                                "or (method=al) a block skips that batch's "
                                "update (counted as skipped_updates)"),
     "deterministic": (bool, "TensorFlow op determinism: bit-identical reruns "
-                            "(slower; see the README)"),
+                            "(slower; see docs/reliability.md)"),
 }
 
 # The defaults of the keys that do not depend on the experiment.  A workdir
@@ -105,7 +105,7 @@ CIFAR_MODELS = {
 # layer 1x instead of 5x the label width, and a convolutional s_i
 # average-pooled to 4x4 before it instead of flattened whole (2x2 cost the
 # Fashion-MNIST CNN 0.8 points).  The BP twin's head mirrors the last
-# bridge.  See the README's "Performance".
+# bridge.  See docs/performance.md, "Light bridges".
 LIGHT_BRIDGE = {"bridge_multiplier": 1, "bridge_pool_size": 4}
 
 
