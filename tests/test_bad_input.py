@@ -68,6 +68,7 @@ def _train_py(args, cwd, env=None):
      "config.on_nonfinite_loss='skip' is invalid: 'skip' skips a block's update; with "
      "method='bp' use 'stop'."),
 ], ids=lambda v: v if isinstance(v, str) and v.startswith("--") else None)
+@pytest.mark.slow
 def test_train_py_refuses_a_bad_config_with_one_line(args, message, tmp_path):
     status, last_line, seconds = _train_py([f"--workdir={tmp_path / 'run'}", *args],
                                            cwd=ROOT)
@@ -77,6 +78,7 @@ def test_train_py_refuses_a_bad_config_with_one_line(args, message, tmp_path):
     assert not (tmp_path / "run").exists() or os.listdir(tmp_path / "run") == []
 
 
+@pytest.mark.slow
 def test_train_py_says_how_to_get_data_it_cannot_reach_offline(tmp_path):
     # The TFDS data dir is empty and CIFAR's host cannot be reached here (CI
     # and this machine are offline; a connected machine would download).
@@ -110,6 +112,7 @@ def _truncated_file(tmp_path):
                     "end-of-stream marker was reached); replace it with a complete copy.")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_data_dir", [_missing_folder, _truncated_file])
 def test_train_py_names_a_bad_data_dir_or_file(make_data_dir, tmp_path):
     data_dir, message = make_data_dir(tmp_path)
@@ -122,6 +125,7 @@ def test_train_py_names_a_bad_data_dir_or_file(make_data_dir, tmp_path):
     assert os.listdir(tmp_path / "run") == []
 
 
+@pytest.mark.slow
 def test_train_py_refuses_a_workdir_it_cannot_write(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -180,6 +184,7 @@ def test_a_checkpoint_of_another_model_is_reported_and_kept(tmp_path):
     assert other.read_bytes() == data
 
 
+@pytest.mark.slow
 def test_a_run_of_an_older_config_without_new_keys_resumes(tmp_path):
     workdir = tmp_path / "run"
     config = _digits_config(epochs=1)

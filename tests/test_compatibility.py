@@ -26,6 +26,7 @@ def _import_from(cwd):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_al_keras_imports_in_every_folder_above_the_default_workdir():
     workdir = runs.default_workdir(load_config_module("digits").get_config())
     assert workdir == os.path.join(runs.DEFAULT_WORKDIR_ROOT, "digits_mlp_al")
@@ -45,6 +46,7 @@ def test_al_keras_imports_in_every_folder_above_the_default_workdir():
             shutil.rmtree(runs.DEFAULT_WORKDIR_ROOT, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_the_import_check_fails_where_a_folder_shadows_the_package(tmp_path):
     """The check above can fail: an empty `al_keras/` folder in the current
     directory (as the old default workdir /tmp/al_keras was) shadows the
@@ -54,6 +56,7 @@ def test_the_import_check_fails_where_a_folder_shadows_the_package(tmp_path):
     assert proc.returncode != 0 and "has no attribute 'models'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_keras_files_of_version_0_1_load_and_predict_the_same(tmp_path):
     """Every class al_keras registers, saved by 0.1.0, in a fresh process that
     imports only al_keras (tests/data/keras_v0_1/make_files.py wrote them)."""

@@ -23,13 +23,18 @@ def load_config_module(name):
 
 
 def _variants():
+    """Every (config, model, method); the fast tier takes the first config of
+    each (model, method), the slow tier the repeats on other datasets."""
+    seen = set()
     for name in ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
                  "tiny_imagenet"):
         module = load_config_module(name)
         model_names = getattr(module, "MODELS", None) or ("mlp", "cnn")
         for model in model_names:
             for method in ("al", "bp"):
-                yield name, f"model={model},method={method}"
+                marks = [pytest.mark.slow] if (model, method) in seen else []
+                seen.add((model, method))
+                yield pytest.param(name, f"model={model},method={method}", marks=marks)
 
 
 def test_every_config_file_has_a_docstring_with_its_command():

@@ -211,6 +211,7 @@ def test_idx_folder_errors(tmp_path):
         datasets.load("mnist", data_dir=tmp_path / "empty", batch_size=4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION_MNIST),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_debian_fashion_mnist():

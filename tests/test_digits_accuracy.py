@@ -6,6 +6,7 @@ import pytest
 import al_keras
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["al", "bp"])
 def test_mlp_reaches_95_percent_on_digits(method, digits):
     (x, y), (x_test, y_test) = digits  # fixed stratified split, seed 0

@@ -44,6 +44,7 @@ def _device_index(name):
 
 
 # ---------------------------------------------------------------- placement
+@pytest.mark.slow
 def test_block_variables_and_optimizer_slots_live_on_their_device(
         digits, cpu_devices):
     (x, y), _ = digits
@@ -79,6 +80,7 @@ def _check_node(node, block_index):
         assert node.op in ("ReadVariableOp", "Placeholder"), (node.name, node.op)
 
 
+@pytest.mark.slow
 def test_pipelined_step_runs_each_blocks_ops_on_its_device(digits, cpu_devices):
     (x, y), _ = digits
     _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
@@ -103,6 +105,7 @@ def test_pipelined_step_runs_each_blocks_ops_on_its_device(digits, cpu_devices):
         assert {"MatMul", "AssignSubVariableOp"} <= ops  # forward, update
 
 
+@pytest.mark.slow
 def test_placed_sequential_step_runs_each_blocks_ops_on_its_device(
         digits, cpu_devices):
     (x, y), _ = digits
@@ -157,6 +160,7 @@ def test_placement_errors_name_the_problem(cpu_devices):
 
 
 # ----------------------------------------------------------------- pipeline
+@pytest.mark.slow
 def test_pipelined_fit_computes_what_sequential_fit_computes(digits, cpu_devices):
     (x, y), (x_test, y_test) = digits
     x, y = x[:1013], y[:1013]  # 31 batches of 32 and one of 21
@@ -222,6 +226,7 @@ class CountingDense(keras.layers.Layer):
                 "num_examples": self.num_examples}
 
 
+@pytest.mark.slow
 def test_pipeline_trains_every_example_in_every_block_once_per_epoch(
         digits, cpu_devices):
     (x, y), _ = digits
@@ -244,6 +249,7 @@ def test_pipeline_trains_every_example_in_every_block_once_per_epoch(
     assert strategy.examples_trained() == [3 * n] * 4
 
 
+@pytest.mark.slow
 def test_pipeline_drains_when_training_stops_early(digits, cpu_devices):
     (x, y), _ = digits
     strategy, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
@@ -259,6 +265,7 @@ def test_pipeline_drains_when_training_stops_early(digits, cpu_devices):
 
 
 # ------------------------------------------------------------ tf.distribute
+@pytest.mark.slow
 def test_mirrored_step_equals_single_device_step(digits, cpu_devices):
     (x, y), _ = digits
     x, y = x[:64], y[:64]
@@ -297,6 +304,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     procs = []
@@ -331,6 +339,7 @@ def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
 
 
 # ------------------------------------------------------------------- saving
+@pytest.mark.slow
 def test_placed_model_saved_as_keras_predicts_the_same_on_one_device(
         digits, cpu_devices, tmp_path):
     (x, y), (x_test, _) = digits

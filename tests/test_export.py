@@ -25,6 +25,7 @@ def _serve(export_dir, x, tmp_path):
     return dict(np.load(tmp_path / "out.npz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, input_shape, options", [
     ("mlp", (64,), {"hidden_units": 32, "label_units": 16, "num_blocks": 3}),
     ("cnn", (8, 8, 1), {"filters": (4, 4, 8, 8), "label_units": 8}),
@@ -57,6 +58,7 @@ def test_al_export_serves_every_exit_without_al_keras(
     assert np.abs(out["saved/exit_1"] - full).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_bp_export_serves_without_al_keras(digits, tmp_path):
     (x, y), (x_test, _) = digits
     model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,

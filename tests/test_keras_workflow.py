@@ -20,6 +20,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated interruption")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["al", "bp"])
 def test_fit_with_the_usual_callbacks_then_resume(method, digits, tmp_path):
     (x, y), (x_test, y_test) = digits

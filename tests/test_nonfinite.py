@@ -47,6 +47,7 @@ def test_the_message_names_the_block_and_the_step(layer, named, digits):
         "check the data; on_nonfinite_loss='skip' skips such batches instead.")
 
 
+@pytest.mark.slow
 def test_skip_leaves_the_weights_finite_and_counts_the_batch(digits):
     (x, y), _ = digits
     x = x[:256].reshape(-1, 8, 8, 1).copy()
@@ -111,6 +112,7 @@ def _config(**changes):
     return config
 
 
+@pytest.mark.slow
 def test_train_stops_and_the_last_good_checkpoint_loads(poisoned_digits, tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(al_keras.NonFiniteLossError) as raised:
@@ -129,6 +131,7 @@ def test_train_stops_and_the_last_good_checkpoint_loads(poisoned_digits, tmp_pat
     assert [r["epoch"] for r in runs.read_metrics(str(workdir))] == [0]
 
 
+@pytest.mark.slow
 def test_train_with_data_checks_names_the_data_instead(poisoned_digits, tmp_path):
     with pytest.raises(al_keras.InputDataError, match=(
             r"^fit: input features hold NaN or Inf \(2048 of them\); clean the data")):
@@ -136,6 +139,7 @@ def test_train_with_data_checks_names_the_data_instead(poisoned_digits, tmp_path
                                      verbose=0)
 
 
+@pytest.mark.slow
 def test_train_skipping_goes_on_and_logs_the_skips(poisoned_digits, tmp_path):
     workdir = tmp_path / "run"
     results = train_lib.train_and_evaluate(

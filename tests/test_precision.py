@@ -29,6 +29,7 @@ def _train(method, policy, digits, epochs=10):
     return model, history, accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["al", "bp"])
 def test_xla_and_mixed_precision_train_in_the_float32_band(method, digits):
     accuracy = {}
@@ -81,6 +82,7 @@ def test_float16_loss_scale_skips_a_step_with_overflowing_gradients(digits):
     assert float(model.assoc_optimizers[0].dynamic_scale) < 2.0 ** 30
 
 
+@pytest.mark.slow
 def test_config_dtype_policy_reaches_the_model(tmp_path):
     config = load_config_module("digits").get_config()
     config.update(epochs=1, export=False, eval_exits=False,

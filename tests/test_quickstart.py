@@ -9,6 +9,7 @@ import al_keras
 from al_keras.training import quickstart
 
 
+@pytest.mark.slow
 def test_quickstart_writes_models_exports_and_results(tmp_path):
     results = quickstart.run(str(tmp_path), epochs=2)
     saved = json.loads((tmp_path / "results.json").read_text())

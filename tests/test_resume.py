@@ -48,6 +48,7 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_the_same_config_and_seed_give_identical_metrics(uninterrupted, tmp_path):
     _run(tmp_path / "again")
     assert (tmp_path / "again" / "metrics.csv").read_bytes() == (
@@ -72,6 +73,7 @@ def _kill_when(proc, ready, timeout=180):
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(uninterrupted, tmp_path):
     workdir = tmp_path / "run"
     checkpoint_dir = workdir / "checkpoints"

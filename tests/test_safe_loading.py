@@ -215,6 +215,7 @@ def test_python_code_check_flags_lambdas_and_functions(tmp_path):
 # clear_session) costs a garbage collection, ~0.3 s here.
 
 
+@pytest.mark.slow
 def test_keras_configs_have_no_python_code(saved_runs):
     configs = {key: _config_json(run["keras"]) for key, run in saved_runs.items()}
     assert {k: c["module"].split(".")[0] for k, c in configs.items()} == {
@@ -225,6 +226,7 @@ def test_keras_configs_have_no_python_code(saved_runs):
     }
 
 
+@pytest.mark.slow
 def test_safe_mode_load_restores_predictions_and_steps(saved_runs, safely_loaded):
     errors = {k: str(v) for k, v in safely_loaded.items() if k.endswith("/error")}
     assert errors == {}
@@ -239,6 +241,7 @@ def test_safe_mode_load_restores_predictions_and_steps(saved_runs, safely_loaded
         assert safely_loaded[f"{key}/iterations"].tolist() == run["iterations"], key
 
 
+@pytest.mark.slow
 def test_exports_serve_every_path_without_al_keras(saved_runs, served):
     expected_signatures = {
         key: sorted(["serve", "serving_default"]

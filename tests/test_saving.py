@@ -23,6 +23,7 @@ def _optimizer_state(model):
     return [[v.numpy().copy() for v in o.variables] for o in optimizers]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["al", "bp"])
 def test_reload_restores_everything_and_fit_continues_identically(
     method, digits, tmp_path
@@ -101,6 +102,7 @@ def test_custom_encoders_round_trip(tmp_path):
         keras.models.load_model(tmp_path / "u.keras")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "vgg"])
 def test_batchnorm_backbones_round_trip(name, digits, tmp_path):
     (x, y), (x_test, _) = digits

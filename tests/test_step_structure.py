@@ -7,6 +7,7 @@ graph (op ancestry).
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import al_keras
@@ -100,6 +101,7 @@ def _blocks_wait_for_previous_gradients(graph, num_blocks):
     return answers
 
 
+@pytest.mark.slow
 def test_traced_step_starts_a_block_after_the_previous_blocks_gradients():
     """So no two blocks' activations are held for backward passes at once."""
     model = _model()
@@ -108,6 +110,7 @@ def test_traced_step_starts_a_block_after_the_previous_blocks_gradients():
         True] * (model.num_blocks - 1)
 
 
+@pytest.mark.slow
 def test_the_ordering_check_sees_a_step_without_the_ordering(monkeypatch):
     monkeypatch.setattr(local_training, "_after", lambda tensors, value: value)
     model = _model()

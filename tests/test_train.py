@@ -25,6 +25,7 @@ def _digits_config(arg=None, **changes):
     return config
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_writes_every_output(tmp_path):
     workdir = str(tmp_path / "run")
     results = train_lib.train_and_evaluate(_digits_config(), workdir, verbose=0)
@@ -58,6 +59,7 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
     assert "| bp | digits | mlp | 3 |" in proc.stdout and out.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_a_workdir_of_another_config_is_refused(tmp_path):
     workdir = str(tmp_path / "run")
     train_lib.train_and_evaluate(_digits_config(epochs=1, export=False), workdir, verbose=0)
@@ -66,6 +68,7 @@ def test_a_workdir_of_another_config_is_refused(tmp_path):
                                       workdir, verbose=0)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_train_py_with_one_line_and_it_resumes(tmp_path):
     # SIGKILL at random moments: test_resume.py.
     workdir = tmp_path / "run"
@@ -102,6 +105,7 @@ def test_ctrl_c_stops_train_py_with_one_line_and_it_resumes(tmp_path):
     assert [int(o.iterations) for o in model.assoc_optimizers] == [180, 180]
 
 
+@pytest.mark.slow
 def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path):
     # conftest.py has split the CPU into 4 devices; 2 are used.
     config = dict(jit_compile=False, num_devices=2, export=False)  # 15 epochs

@@ -15,6 +15,7 @@ def _model(**options):
     return al_keras.models.get("mlp", input_shape=(64,), num_classes=10, **settings)
 
 
+@pytest.mark.slow
 def test_integer_and_one_hot_labels_train_identically(digits):
     (x, y), _ = digits
     x, y = x[:128], y[:128]
@@ -149,6 +150,7 @@ def test_run_eagerly_matches_compiled(digits):
         np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_jit_compile_matches_plain_graph(digits):
     """XLA (train.py's default) computes the same AL step as the plain graph."""
     (x, y), (x_test, _) = digits
@@ -185,6 +187,7 @@ def test_exits(digits):
     np.testing.assert_array_equal(model.predict(x_test[:16], verbose=0), full)
 
 
+@pytest.mark.slow
 def test_every_exit_from_one_pass_equals_each_exit_alone(digits):
     (x, y), (x_test, y_test) = digits
     model = _model(num_blocks=3)
