@@ -36,8 +36,10 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        # ruff pinned: the lint CI runs must not change under a release.
-        "test": ["pytest>=7", "ruff==0.17.6"],
+        # Ray as measured (docs/several-devices.md); pinned like ruff, whose
+        # lint CI runs must not change under a release.
+        "ray": ["ray==2.60.0"],
+        "test": ["pytest>=7", "ruff==0.17.6", "ray==2.60.0"],
     },
     license="Apache-2.0",
     classifiers=[

@@ -220,7 +220,7 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
                 "compile(loss_weights=...) is not used by ALModel; give "
                 "per-block weights as ALModel(loss_weights=[...])."
             )
-        if self._placement.strategy is not None:
+        if self._placement.places_devices:
             if kwargs.get("jit_compile") is True:
                 raise ValueError(
                     "jit_compile=True cannot be used with BlockParallel: XLA "
@@ -239,7 +239,7 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
-        if self._placement.strategy is not None:
+        if self._placement.places_devices:
             config.pop("jit_compile", None)  # Loaded onto placed blocks.
         self.compile(**config)
 

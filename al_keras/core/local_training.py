@@ -240,10 +240,17 @@ class LocalTrainingMixin:
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; a pipelined model drains after each epoch, and
-        a non-finite local loss stops it (see `compile`)."""
+        a non-finite local loss stops it (see `compile`).  Under a
+        `RayPipeline` the stage processes make the training steps."""
         callbacks = list(callbacks or [])
         if self._placement.pipelined:
             callbacks.insert(0, pipeline_lib.DrainAtEpochEnd(self))
+        strategy = self._placement.strategy
+        if getattr(strategy, "remote_stages", False):
+            if not self.built or not self.compiled:
+                raise ValueError("Under a RayPipeline, build and compile the model "
+                                 "before fit (al_keras.models.get builds it).")
+            callbacks.insert(0, strategy.start_fit(self))
         if self.on_nonfinite_loss == "stop":
             callbacks.insert(0, nonfinite.StopOnNonFiniteLoss())
         return super().fit(*args, callbacks=callbacks, **kwargs)

@@ -18,6 +18,7 @@ from al_keras.distribute.block_parallel import (
     default_devices,
     measure_block_costs,
 )
+from al_keras.distribute.ray_pipeline import RayPipeline, StageFailedError
 from al_keras.distribute.strategies import (
     make_strategy,
     replicas_in_sync,
@@ -27,6 +28,8 @@ from al_keras.distribute.strategies import (
 
 __all__ = [
     "BlockParallel",
+    "RayPipeline",
+    "StageFailedError",
     "current_block_parallel",
     "default_devices",
     "make_strategy",

@@ -38,6 +38,13 @@ class PlacementState:
     def pipelined(self):
         return self.strategy is not None and self.strategy.pipeline
 
+    @property
+    def places_devices(self):
+        """Whether the blocks are placed on devices of this process
+        (`BlockParallel`, not the stage processes of a `RayPipeline`)."""
+        return self.strategy is not None and not getattr(
+            self.strategy, "remote_stages", False)
+
     def device(self, index):
         """`tf.device` scope of block `index` (a no-op when not placed).
 

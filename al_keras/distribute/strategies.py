@@ -15,6 +15,7 @@ import os
 import tensorflow as tf
 
 from al_keras.distribute.block_parallel import BlockParallel
+from al_keras.distribute.ray_pipeline import RayPipeline
 
 
 def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
@@ -44,21 +45,25 @@ def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
-def make_strategy(kind, num_devices=0, placement="auto", pipeline=True):
+def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_options=None):
     """The strategy of `config.distribute`; call it before any TF op.
 
     Args:
-        kind: `"none"`, `"blocks"`, `"mirrored"` or `"multi_worker"`.
+        kind: `"none"`, `"blocks"`, `"ray"`, `"mirrored"` or `"multi_worker"`.
         num_devices: devices to use (0: every GPU; without a GPU, the CPU
             split into one logical device per core).
         placement: `"auto"` or a list of device indices, for `"blocks"`.
         pipeline: bool, for `"blocks"`.
+        ray_options: for `"ray"`, keyword arguments of `RayPipeline`.
 
     Returns:
-        A `BlockParallel`, a `tf.distribute.Strategy`, or None for `"none"`.
+        A `BlockParallel`, a `RayPipeline`, a `tf.distribute.Strategy`, or
+        None for `"none"`.
     """
     if kind == "none":
         return None
+    if kind == "ray":
+        return RayPipeline(placement=placement, **(ray_options or {}))
     if kind == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError(

@@ -17,7 +17,7 @@ from al_keras.core import nonfinite
 from al_keras.data import datasets
 
 METHODS = ("al", "bp")
-DISTRIBUTE = ("none", "blocks", "mirrored", "multi_worker")
+DISTRIBUTE = ("none", "blocks", "ray", "mirrored", "multi_worker")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("original", "constant")
 NONFINITE_LOSS = nonfinite.MODES
@@ -41,7 +41,15 @@ SCHEMA = {
     "eval_exits": (bool, "measure every exit's test accuracy each epoch"),
     "seed": (int, "random seed"),
     "distribute": (str, f"one of {DISTRIBUTE}: blocks on separate devices "
-                        "(pipelined), or data parallel on one or several hosts"),
+                        "(pipelined), pipeline stages as processes on Ray, or "
+                        "data parallel on one or several hosts"),
+    "num_stages": (int, "distribute=ray: stage processes (0: one per core, at "
+                        "most one per block)"),
+    "ray_address": (str, "distribute=ray: a Ray cluster's address ('': start a "
+                         "local Ray sized to this machine)"),
+    "cpus_per_stage": (float, "distribute=ray: CPUs of each stage (0: the "
+                              "cores shared evenly, at most 1)"),
+    "gpus_per_stage": (float, "distribute=ray: GPUs of each stage"),
     "num_devices": (int, "devices to use (0: every GPU, or without a GPU the "
                          "CPU split into one logical device per core)"),
     "placement": (str, "distribute=blocks: 'auto' (balanced by measured cost) "
@@ -77,6 +85,10 @@ DEFAULTS = {
     "num_devices": 0,
     "placement": "auto",
     "pipeline": True,
+    "num_stages": 0,
+    "ray_address": "",
+    "cpus_per_stage": 0.0,
+    "gpus_per_stage": 0.0,
     "export": True,
     "jit_compile": True,
     "dtype_policy": "float32",
@@ -279,18 +291,21 @@ def validate(config):
     check(config.placement == "auto"
           or re.fullmatch(r"\d+(,\d+)*", config.placement), "placement",
           "'auto' or comma-separated device indices, one per block")
-    if config.distribute == "blocks":
+    if config.distribute in ("blocks", "ray"):
         check(config.method == "al", "distribute",
-              "'blocks' places the blocks of an AL model; the BP twin has none "
-              "(use 'mirrored')")
+              f"{config.distribute!r} places the blocks of an AL model; the BP twin "
+              "has none (use 'mirrored')")
+    check(config.num_stages >= 0, "num_stages", "must be >= 0 (0: automatic)")
+    check(config.cpus_per_stage >= 0, "cpus_per_stage", "must be >= 0 (0: automatic)")
+    check(config.gpus_per_stage >= 0, "gpus_per_stage", "must be >= 0")
     check(config.on_nonfinite_loss in NONFINITE_LOSS, "on_nonfinite_loss",
           SCHEMA["on_nonfinite_loss"][1])
     if config.on_nonfinite_loss == "skip":
         check(config.method == "al", "on_nonfinite_loss",
               "'skip' skips a block's update; with method='bp' use 'stop'")
-        check(config.distribute in ("none", "blocks"), "on_nonfinite_loss",
-              "'skip' needs distribute 'none' or 'blocks' (a replica cannot "
-              "skip an all-reduced update alone); use 'stop'")
+        check(config.distribute in ("none", "blocks", "ray"), "on_nonfinite_loss",
+              "'skip' needs distribute 'none', 'blocks' or 'ray' (a replica "
+              "cannot skip an all-reduced update alone); use 'stop'")
     try:
         models_lib.check_options(config.model, config.method,
                                  config.model_options.to_dict())

@@ -47,7 +47,7 @@ class CheckpointError(RuntimeError):
 # gave, not in al_keras.
 USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError, datasets.DataFileError,
                input_checks.InputDataError, nonfinite.NonFiniteLossError,
-               CheckpointError)
+               CheckpointError, distribute.StageFailedError)
 
 
 def finished_epochs(workdir):
@@ -118,7 +118,7 @@ def _compile(model, config, steps_per_epoch):
         learning_rate = config.lr
     # XLA compiles a step for one device: placed blocks run without it, and
     # so do replicas on logical CPU devices (XLA reaches variables on CPU:0).
-    jit_compile = config.jit_compile and config.distribute == "none"
+    jit_compile = config.jit_compile and config.distribute in ("none", "ray")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   metrics=["accuracy"], jit_compile=jit_compile,
                   on_nonfinite_loss=config.on_nonfinite_loss)
@@ -140,11 +140,17 @@ def make_strategy(config):
     placement = config.placement
     if placement != "auto":
         placement = [int(i) for i in placement.split(",")]
+    ray_options = dict(num_stages=config.num_stages or None,
+                       cpus_per_stage=config.cpus_per_stage or None,
+                       gpus_per_stage=config.gpus_per_stage,
+                       address=config.ray_address or None,
+                       jit_compile=config.jit_compile)
     try:
         return distribute.make_strategy(config.distribute, config.num_devices,
                                         placement=placement,
-                                        pipeline=config.pipeline)
-    except (ValueError, RuntimeError) as e:
+                                        pipeline=config.pipeline,
+                                        ray_options=ray_options)
+    except (ValueError, RuntimeError, ImportError, ConnectionError) as e:
         raise config_lib.ConfigError(f"config.distribute={config.distribute!r}: "
                                      f"{e}") from e
 
@@ -202,7 +208,9 @@ def train_and_evaluate(config, workdir, verbose=1):
         # Rows of epochs that were logged but not checkpointed are redone.
         runs.truncate_metrics(workdir, initial_epoch)
     write_config()
-    if isinstance(strategy, distribute.BlockParallel):
+    if isinstance(strategy, distribute.RayPipeline):
+        print(strategy.describe() + ".")
+    elif isinstance(strategy, distribute.BlockParallel):
         print(f"Blocks placed on {strategy.placement}"
               + (f" (measured seconds per block step: "
                  f"{[round(c, 4) for c in strategy.block_costs]})"
@@ -253,7 +261,14 @@ def train_and_evaluate(config, workdir, verbose=1):
         "seed": config.seed,
         "distribute": config.distribute,
     }
-    if isinstance(strategy, distribute.BlockParallel):
+    if isinstance(strategy, distribute.RayPipeline):
+        results["stages"] = [[b + 1 for b in blocks] for blocks in strategy.stage_blocks]
+        results["stage_hosts"] = strategy.stage_hosts
+        results["stage_busy_share"] = (None if strategy.stage_busy is None
+                                       else [round(b, 3) for b in strategy.stage_busy])
+        results["examples_trained_per_block"] = strategy.examples_trained()
+        strategy.shutdown()
+    elif isinstance(strategy, distribute.BlockParallel):
         results["placement"] = strategy.placement
         results["examples_trained_per_block"] = strategy.examples_trained()
     elif strategy is not None:

@@ -1,0 +1,142 @@
+"""One stage of a `RayPipeline`: a process that trains a contiguous run of blocks.
+
+`StageWorker` runs inside a Ray actor (its own Python process, its own
+TensorFlow thread pools).  It rebuilds the `ALModel` from its Keras config,
+owns the block optimizers of its blocks, and trains them with the model's own
+local step (`ALModel._train_block`, both local losses, both updates), compiled
+by XLA.  What it receives and hands on are forward activations only: the
+batch (first stage) or the previous stage's `(s, t, sample_weight)`; no
+gradient ever leaves a stage.
+
+This module imports neither Ray nor TensorFlow at import time: the driver
+imports it to name the class, the actor process does the work.
+"""
+
+import os
+import socket
+import time
+
+
+class StageWorker:
+    """Trains blocks `blocks` (indices into `model.blocks`) of a rebuilt model.
+
+    Args:
+        model_config: `keras.saving.serialize_keras_object(model)`.
+        input_shape: one example's shape.
+        optimizer_config: `keras.optimizers.serialize(model.optimizer)`.
+        blocks: the indices of this stage's blocks, contiguous.
+        last: whether this stage holds the model's last block (it hands
+            nothing on).
+        threads: TensorFlow intra- and inter-op threads of this process
+            (0: TensorFlow's default).
+        jit_compile: compile the stage's step with XLA.
+        on_nonfinite_loss: `"stop"` or `"skip"`, as `ALModel.compile`.
+    """
+
+    def __init__(self, model_config, input_shape, optimizer_config, blocks, last,
+                 threads=1, jit_compile=True, on_nonfinite_loss="stop"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        import keras
+
+        import al_keras  # noqa: F401 (registers the serializable classes)
+        from al_keras.core import labels as labels_lib
+        from al_keras.core import optimizers as optimizers_lib
+
+        self._labels = labels_lib
+        self.blocks = list(blocks)
+        self.first = self.blocks[0] == 0
+        self.last = bool(last)
+        model = keras.saving.deserialize_keras_object(model_config)
+        model.build((None,) + tuple(input_shape))
+        model.on_nonfinite_loss = on_nonfinite_loss
+        self.model = model
+        template = keras.optimizers.deserialize(optimizer_config)
+        self.optimizers = {}
+        for index in self.blocks:
+            block = model.blocks[index]
+            assoc = optimizers_lib.clone_optimizer(template, 1.0,
+                                                   f"assoc_optimizer_{index + 1}")
+            ae = optimizers_lib.clone_optimizer(template, model.ae_lr_multiplier,
+                                                f"ae_optimizer_{index + 1}")
+            assoc.build(block.input_side_variables)
+            ae.build(block.label_side_variables)
+            self.optimizers[index] = (ae, assoc)
+        self._learning_rate = None
+
+        # A closure, not a method: Ray adds an argument to an actor's methods.
+        def train(s, t, sample_weight):
+            losses, applied = [], []
+            for index in self.blocks:
+                s, t, _, assoc, ae, done = model._train_block(
+                    index, s, t, sample_weight, self.optimizers[index])
+                losses.append(tf.stack([assoc, ae]))
+                applied.append(done)
+            return s, t, tf.stack(losses), tf.stack(applied)
+
+        self._step = tf.function(train, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _follow(self, learning_rate):
+        """Sets the block optimizers' rate from the driver's float rate."""
+        if learning_rate is None or learning_rate == self._learning_rate:
+            return
+        for ae, assoc in self.optimizers.values():
+            assoc.learning_rate = learning_rate
+            ae.learning_rate = learning_rate * self.model.ae_lr_multiplier
+        self._learning_rate = learning_rate
+
+    def step(self, inputs, learning_rate=None):
+        """Trains this stage's blocks on one batch.
+
+        Args:
+            inputs: `(x, y, sample_weight)` for the first stage, the previous
+                stage's `(s, t, sample_weight)` otherwise (numpy arrays).
+            learning_rate: the driver's float learning rate, or None (a
+                schedule, which each block optimizer follows by its own steps).
+
+        Returns:
+            `(handed_on, stats)`: `(s, t, sample_weight)` for the next stage
+            (None from the last stage), and `{"losses": (blocks, 2) [assoc, ae],
+            "applied": (blocks, 2) bools, "examples": n, "busy_seconds": ...}`.
+        """
+        start = time.perf_counter()
+        self._follow(learning_rate)
+        first, second, sample_weight = inputs
+        if self.first:  # (x, y, w): the label side starts from one_hot(y).
+            second = self._labels.to_one_hot(second, self.model.num_classes,
+                                             validate=False)
+        s, t, losses, applied = self._step(first, second, sample_weight)
+        handed_on = None if self.last else (s.numpy(), t.numpy(), sample_weight)
+        stats = {"losses": losses.numpy(), "applied": applied.numpy(),
+                 "examples": int(len(sample_weight)),
+                 "busy_seconds": time.perf_counter() - start}
+        return handed_on, stats
+
+    # ------------------------------------------------------------------ state
+    def _variables(self, index):
+        ae, assoc = self.optimizers[index]
+        return {"block": list(self.model.blocks[index].weights),
+                "assoc": list(assoc.variables), "ae": list(ae.variables)}
+
+    def get_state(self):
+        """Every weight and optimizer variable of this stage's blocks, by block."""
+        return {index: {part: [v.numpy() for v in variables]
+                        for part, variables in self._variables(index).items()}
+                for index in self.blocks}
+
+    def set_state(self, state):
+        """Loads what `get_state` returns (e.g. the driver's, before a fit)."""
+        for index, parts in state.items():
+            for part, variables in self._variables(index).items():
+                for variable, value in zip(variables, parts[part], strict=True):
+                    variable.assign(value)
+
+    def where(self):
+        """(host name, process id, Ray node id) of this stage."""
+        import ray
+
+        return socket.gethostname(), os.getpid(), ray.get_runtime_context().get_node_id()

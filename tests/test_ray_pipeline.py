@@ -1,0 +1,242 @@
+"""RayPipeline: pipeline stages as Ray actor processes (al_keras.distribute).
+
+Real Ray, real processes: a local Ray of 4 CPUs for the session (the stages
+need not have a core each to be correct), and a two-node Ray cluster on
+loopback in a process of its own.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import al_keras
+from al_keras import distribute
+
+ray = pytest.importorskip("ray")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _mlp(num_blocks=3):
+    model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10, hidden_units=32,
+                                label_units=16, num_blocks=num_blocks)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  jit_compile=False)
+    return model
+
+
+def _twins(strategy):
+    """A sequential model and the same model (same weights) under `strategy`."""
+    keras.utils.set_random_seed(7)
+    sequential = _mlp()
+    with strategy.scope():
+        pipelined = _mlp()
+    pipelined.set_weights(sequential.get_weights())
+    return sequential, pipelined
+
+
+class _Logs(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.batches, self.epochs = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(dict(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(dict(logs))
+
+
+@pytest.mark.slow
+def test_ray_pipelined_fit_equals_sequential_fit(local_ray, digits, tmp_path):
+    """3 stages, 3 epochs of 1,438 examples in batches of 64 (the last of 30):
+    the same weights, optimizer states and losses as sequential AL, every
+    example trained by every block exactly once an epoch."""
+    (x, y), (x_test, y_test) = digits
+    strategy = distribute.RayPipeline(num_stages=3, jit_compile=False)
+    sequential, pipelined = _twins(strategy)
+    expected = sequential.fit(x, y, epochs=3, batch_size=64, shuffle=False, verbose=0)
+    logs = _Logs()
+    got = pipelined.fit(x, y, epochs=3, batch_size=64, shuffle=False, verbose=0,
+                        validation_data=(x_test, y_test), callbacks=[logs])
+    assert strategy.stage_blocks == [[0], [1], [2]]
+    assert len({pid for _, pid, _ in strategy.stage_hosts}) == 3  # three processes
+    for a, b in zip(sequential.weights, pipelined.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    for a, b in zip(sequential.ae_optimizers + sequential.assoc_optimizers,
+                    pipelined.ae_optimizers + pipelined.assoc_optimizers):
+        for va, vb in zip(a.variables, b.variables):
+            np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5)
+    for key in ("loss", "assoc_loss_1", "assoc_loss_3", "ae_loss_2"):
+        np.testing.assert_allclose(got.history[key], expected.history[key], rtol=1e-5)
+    assert strategy.examples_trained() == [3 * len(x)] * 3
+    assert int(pipelined.optimizer.iterations) == 3 * 23
+    # Callbacks see the per-block losses every batch, validation every epoch.
+    assert {"assoc_loss_1", "ae_loss_3", "loss"} <= logs.batches[0].keys()
+    assert len(logs.batches) == 3 * 23 and "val_accuracy" in logs.epochs[-1]
+    assert logs.epochs[-1]["val_accuracy"] == pytest.approx(
+        sequential.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"])
+    assert all(0 < busy <= 1 for busy in strategy.stage_busy)
+
+    # The .keras file of a Ray run loads and predicts in a process without Ray.
+    path = tmp_path / "ray_run.keras"
+    pipelined.save(path)
+    np.save(tmp_path / "x.npy", x_test[:20])
+    script = ("import sys; sys.modules['ray'] = None\n"
+              "import keras, numpy as np, al_keras\n"
+              f"m = keras.models.load_model({str(path)!r})\n"
+              f"np.save({str(tmp_path / 'p.npy')!r}, m.predict(np.load("
+              f"{str(tmp_path / 'x.npy')!r}), verbose=0))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"),
+                               pipelined.predict(x_test[:20], verbose=0), atol=1e-6)
+    strategy.shutdown()
+
+
+class _KillStage(keras.callbacks.Callback):
+    def __init__(self, strategy, stage, at_batch):
+        super().__init__()
+        self.strategy, self.stage, self.at_batch = strategy, stage, at_batch
+        self.killed_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.at_batch and self.killed_at is None:
+            os.kill(self.strategy.stage_hosts[self.stage][1], signal.SIGKILL)
+            self.killed_at = time.time()
+
+
+@pytest.mark.slow
+def test_a_killed_stage_stops_fit_naming_it(local_ray, digits):
+    (x, y), _ = digits
+    strategy = distribute.RayPipeline(num_stages=2, jit_compile=False)
+    with strategy.scope():
+        model = _mlp(num_blocks=2)
+    kill = _KillStage(strategy, stage=1, at_batch=5)
+    with pytest.raises(distribute.StageFailedError,
+                       match=r"^Stage 1 \(blocks 2\) on \S+ \(pid \d+\) failed while "):
+        model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[kill])
+    assert time.time() - kill.killed_at < 30
+    strategy.shutdown()
+
+
+def test_more_stages_than_blocks_is_one_clear_error(local_ray):
+    strategy = distribute.RayPipeline(num_stages=4)
+    with pytest.raises(ValueError, match=r"num_stages=4\): the model has 3 blocks, .*"
+                                         r"give num_stages <= 3"):
+        with strategy.scope():
+            _mlp(num_blocks=3)
+
+
+def test_resources_the_cluster_lacks_are_one_clear_error(local_ray):
+    strategy = distribute.RayPipeline(num_stages=2, cpus_per_stage=8)
+    with pytest.raises(ValueError, match=r"2 stages of 8 CPUs need 16 CPUs, but the Ray "
+                                         r"cluster has 4"):
+        with strategy.scope():
+            _mlp(num_blocks=2)
+
+
+@pytest.mark.slow
+def test_an_unreachable_ray_address_is_one_line_in_seconds(tmp_path):
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--config.distribute=ray",
+         "--config.ray_address=127.0.0.1:1", f"--workdir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=180,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[-1].startswith("train.py: config.distribute='ray': RayPipeline: cannot "
+                                "reach a Ray cluster at '127.0.0.1:1'")
+    assert time.time() - start < 60
+
+
+@pytest.mark.slow
+def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path):
+    out = tmp_path / "two_nodes.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_two_nodes.py"), str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert len(set(result["stage_nodes"])) == 2  # one stage on each node
+    assert result["examples_trained"] == [2 * result["num_train"]] * 2
+    assert result["val_accuracy"] > 0.3  # chance: 0.1
+
+
+def _train_py(workdir, *args):
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--config.distribute=ray",
+            "--config.epochs=3", "--config.eval_exits=false", "--config.export=false",
+            f"--workdir={workdir}", *args]
+
+
+@pytest.mark.slow
+def test_train_py_stage_killed_then_rerun_resumes_with_nothing_lost(tmp_path):
+    """SIGKILL of stage 1 in epoch 2: train.py stops with one line naming the
+    stage; the rerun resumes from epoch 1's checkpoint and ends with the
+    metrics of a run never interrupted."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    whole = subprocess.run(_train_py(tmp_path / "whole"), capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    workdir = tmp_path / "killed"
+    run = subprocess.Popen(_train_py(workdir), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    pids, killed = None, False
+    for line in run.stdout:
+        if pids is None and line.startswith("RayPipeline stages started"):
+            pids = [int(p) for p in re.findall(r"pid (\d+)", line)]
+        if pids and not killed and "Epoch 2/3" in line:
+            time.sleep(0.5)
+            os.kill(pids[1], signal.SIGKILL)
+            killed = True
+    stderr = run.stderr.read()
+    assert run.wait(timeout=120) == 1 and killed, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: Stage 1 (blocks 2) on ") and "failed while" in last
+    assert "Traceback" not in stderr
+
+    rerun = subprocess.run(_train_py(workdir), capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Resuming from" in rerun.stdout and "epoch_0001.keras (epoch 1 finished)" in (
+        rerun.stdout)
+    whole_metrics = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()
+    got = (workdir / "metrics.csv").read_text().splitlines()
+    assert len(got) == 4 and got[0] == whole_metrics[0]
+    for row_a, row_b in zip(got[1:], whole_metrics[1:]):
+        np.testing.assert_allclose([float(v) for v in row_a.split(",")],
+                                   [float(v) for v in row_b.split(",")], rtol=1e-5)
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["examples_trained_per_block"] == [2 * 1438] * 2  # epochs 2 and 3
+
+
+@pytest.mark.slow
+def test_without_ray_distribute_ray_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--config.distribute=ray",
+         f"--workdir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(fake.parent)))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "train.py: config.distribute='ray': distribute=ray needs Ray, which is not "
+        "installed: pip install -e \".[ray]\" (or pip install 'ray==2.60.0').")
