@@ -240,3 +240,25 @@ def test_without_ray_distribute_ray_says_how_to_install_it(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "train.py: config.distribute='ray': distribute=ray needs Ray, which is not "
         "installed: pip install -e \".[ray]\" (or pip install 'ray==2.60.0').")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_driver_leaves_no_stage_process(tmp_path):
+    run = subprocess.Popen(_train_py(tmp_path / "run"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    pids = None
+    for line in run.stdout:
+        if line.startswith("RayPipeline stages started"):
+            pids = [int(p) for p in re.findall(r"pid (\d+)", line)]
+            time.sleep(1.0)
+            run.send_signal(signal.SIGINT)
+            break
+    run.stdout.read()
+    stderr = run.stderr.read()
+    assert pids and run.wait(timeout=120) == 130, stderr[-3000:]
+    assert "train.py: interrupted with" in stderr
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.5)
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], "stages left behind"

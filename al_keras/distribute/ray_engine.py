@@ -3,13 +3,15 @@
 `Engine.train_function` replaces Keras' compiled train function: each call
 reads one batch, starts step n on every stage whose input is there (stage 0
 the batch, stage k the object reference stage k-1 returned in step n-1),
-waits for the stages' step n-1 (so the driver runs at most one step ahead)
+waits for the stages' step n - `steps_ahead` (so that each stage always has
+the next step queued, and the driver runs at most that far ahead)
 and returns the epoch's running per-block losses, tracked by the driver's
 model.  After an epoch's last batch it drains the pipeline and brings the
 stages' weights and optimizer states into the driver's model, so validation,
 checkpoints and every `on_epoch_end` callback see the trained model.
 """
 
+import collections
 import math
 import time
 
@@ -52,7 +54,7 @@ class Engine:
         self.steps_per_epoch = None
         self._step_in_epoch = 0
         self._pending = [None] * count
-        self._inflight = []
+        self._inflight = collections.deque()  # Per step started: [(stage, stats)].
         self._wall_start = None
 
     # ------------------------------------------------------------- training
@@ -87,8 +89,9 @@ class Engine:
             pending[k] = handed_on if k + 1 < len(self.stages) else None
             started.append((k, stats))
         self._pending = pending
-        previous, self._inflight = self._inflight, started
-        self._collect(previous)
+        self._inflight.append(started)
+        while len(self._inflight) > self.strategy.steps_ahead:
+            self._collect(self._inflight.popleft())
 
     def _collect(self, started):
         trackers = zip(self.model.assoc_loss_trackers, self.model.ae_loss_trackers)
@@ -107,12 +110,10 @@ class Engine:
 
     def drain(self):
         """Runs the steps that finish the batches still in the pipeline."""
-        while any(p is not None for p in self._pending[:-1]) or self._inflight:
-            if any(p is not None for p in self._pending[:-1]):
-                self._step(None)
-            else:
-                previous, self._inflight = self._inflight, []
-                self._collect(previous)
+        while any(p is not None for p in self._pending[:-1]):
+            self._step(None)
+        while self._inflight:
+            self._collect(self._inflight.popleft())
 
     def finish_epoch(self):
         """Drains the pipeline and brings the stages' state to the driver."""

@@ -70,6 +70,9 @@ class RayPipeline:
             block's measured step cost) or one stage index per block.
         jit_compile: compile each stage's step with XLA (default True).
         profile_batch_size: batch size of the cost measurement.
+        steps_ahead: steps the driver submits before it waits for the
+            oldest one's results (2: each stage has its next step queued
+            while it computes).
 
     Attributes (once a model is built in the scope):
         stage_blocks: the block indices of each stage.
@@ -86,7 +89,7 @@ class RayPipeline:
 
     def __init__(self, num_stages=None, cpus_per_stage=None, gpus_per_stage=0,
                  address=None, placement="auto", jit_compile=True,
-                 profile_batch_size=32):
+                 profile_batch_size=32, steps_ahead=2):
         self._ray = _import_ray()
         if num_stages is not None and (isinstance(num_stages, bool)
                                        or not isinstance(num_stages, int) or num_stages < 1):
@@ -98,6 +101,7 @@ class RayPipeline:
         self.requested_placement = placement
         self.jit_compile = bool(jit_compile)
         self.profile_batch_size = int(profile_batch_size)
+        self.steps_ahead = max(1, int(steps_ahead))
         self._started_ray = False
         self._connect()
         self.stage_blocks = None

@@ -216,6 +216,11 @@ def train_and_evaluate(config, workdir, verbose=1):
                  f"{[round(c, 4) for c in strategy.block_costs]})"
                  if strategy.block_costs else "")
               + (", pipelined." if strategy.pipeline else "."))
+        if all("CPU" in d for d in strategy.placement) and len(set(strategy.placement)) > 1:
+            print("Note: these devices are one CPU split in one process; their steps "
+                  "share its thread pool and run without XLA, which here makes AL slower "
+                  "than distribute=none (docs/several-devices.md). For blocks that train "
+                  "at the same time on a CPU, use --config.distribute=ray.")
     elif strategy is not None:
         print(f"Data parallel over {strategy.num_replicas_in_sync} replicas "
               f"({type(strategy).__name__}).")
