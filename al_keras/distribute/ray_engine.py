@@ -86,7 +86,10 @@ class Engine:
             if inputs is None:
                 continue
             handed_on, stats = stage.step.options(num_returns=2).remote(inputs, rate)
-            pending[k] = handed_on if k + 1 < len(self.stages) else None
+            if k + 1 < len(self.stages):
+                pending[k] = handed_on
+            else:  # None, but collected too: Ray reports a failed result never read.
+                started.append((k, handed_on))
             started.append((k, stats))
         self._pending = pending
         self._inflight.append(started)
@@ -96,8 +99,14 @@ class Engine:
     def _collect(self, started):
         trackers = zip(self.model.assoc_loss_trackers, self.model.ae_loss_trackers)
         trackers = list(trackers)
-        for k, reference in started:
-            stats = self._get(reference, "training", stage=k)
+        for position, (k, reference) in enumerate(started):
+            try:
+                stats = self._get(reference, "training", stage=k)
+            except self._error:
+                self._discard(r for _, r in started[position + 1:])
+                raise
+            if stats is None:  # The last stage's (empty) hand-over.
+                continue
             for row, index in enumerate(self.strategy.stage_blocks[k]):
                 for tracker, loss, applied in zip(trackers[index], stats["losses"][row],
                                                   stats["applied"][row]):
@@ -168,10 +177,24 @@ class Engine:
                 blocks = ", ".join(str(b + 1) for b in self.strategy.stage_blocks[k])
                 cause = getattr(e, "cause", None) or e  # A task's own exception.
                 lines = str(cause).strip().splitlines()
+                self._discard()
                 raise self._error(
                     f"Stage {k} (blocks {blocks}){host} failed while {doing}: "
                     f"{type(cause).__name__}: {lines[-1] if lines else ''}") from e
         return results if many else results[0]
+
+    def _discard(self, also=()):
+        """Collects the results still in flight after a stage failed, so that
+        Ray does not report each failed one again when the process exits."""
+        references = list(also) + [r for step in self._inflight for _, r in step]
+        references += [p for p in self._pending if p is not None]
+        self._inflight.clear()
+        self._pending = [None] * len(self._pending)
+        for reference in references:
+            try:
+                self.ray.get(reference, timeout=10)
+            except Exception:  # Expected: they depend on the dead stage.
+                pass
 
     def callback(self):
         return _EpochSync(self)
