@@ -27,8 +27,8 @@ Example:
 
 import os
 import re
-import socket
 
+from al_keras.data.datasets import can_connect
 from al_keras.distribute import pipeline_simulator
 from al_keras.distribute.block_parallel import _scope_of, measure_block_costs
 
@@ -123,7 +123,8 @@ class RayPipeline:
         options = dict(include_dashboard=False, configure_logging=False,
                        log_to_driver=False)
         host_port = re.fullmatch(r"([^:/]+):(\d+)", self.address or "")
-        if host_port and not _can_connect(host_port.group(1), int(host_port.group(2))):
+        if host_port and not can_connect(host_port.group(1), int(host_port.group(2)),
+                                         timeout=CONNECT_TIMEOUT_S):
             # ray.init would retry for minutes.
             raise ConnectionError(
                 f"RayPipeline: cannot reach a Ray cluster at {self.address!r} (no "
@@ -233,11 +234,3 @@ class RayPipeline:
         if self._started_ray and self._ray.is_initialized():
             self._ray.shutdown()
             self._started_ray = False
-
-
-def _can_connect(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
