@@ -30,7 +30,8 @@ class KerasWorkaroundsMixin:
         block_variables = [v for o in self.assoc_optimizers + self.ae_optimizers
                            for v in o.variables]
         if block_variables and self.optimizer is not None and self.optimizer.built:
-            text = _count_block_optimizers(text, list(self.optimizer.variables),
+            text = _count_block_optimizers(text, list(self.weights),
+                                           list(self.optimizer.variables),
                                            block_variables, self.num_blocks)
         if print_fn is None:
             print(text, end="" if text.endswith("\n") else "\n")
@@ -101,18 +102,15 @@ class Untracked:
         self.value = value
 
 
-def _count_block_optimizers(text, model_variables, block_variables, num_blocks):
-    """Keras' summary `text` with the block optimizers' variables counted in
-    its "Total params" and "Optimizer params" lines."""
+def _count_block_optimizers(text, weights, model_variables, block_variables, num_blocks):
+    """Keras' summary `text` with its "Total params" and "Optimizer params"
+    lines counting the model's `weights` and every optimizer's variables."""
     added, added_bytes = _count(block_variables), _bytes(block_variables)
     own, own_bytes = _count(model_variables), _bytes(model_variables)
-
-    def total(match):
-        count = int(match.group(2).replace(",", "")) + added
-        size = _parse_size(match.group(3)) + added_bytes
-        return f"{match.group(1)}{count:,} ({_readable(size)})"
-
-    text = re.sub(r"( Total params: )([\d,]+) \(([^)]*)\)", total, text, count=1)
+    total, total_bytes = (_count(weights) + own + added,
+                          _bytes(weights) + own_bytes + added_bytes)
+    text = re.sub(r" Total params: [\d,]+ \([^)]*\)",
+                  f" Total params: {total:,} ({_readable(total_bytes)})", text, count=1)
     return re.sub(
         r" Optimizer params: [\d,]+ \([^)]*\)",
         f" Optimizer params: {own + added:,} ({_readable(own_bytes + added_bytes)})\n"
@@ -138,9 +136,3 @@ def _readable(size):
             return f"{size:.2f} {unit}"
         size /= 1024
     return f"{size:.2f} {_UNITS[-1]}"
-
-
-def _parse_size(text):
-    number, unit = text.split()
-    return float(number) * 1024 ** _UNITS.index(unit)
-
