@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from al_keras.distribute.ray_stage import StageWorker
+from al_keras.distribute import ray_stage
 
 
 class Engine:
@@ -36,7 +36,7 @@ class Engine:
         config = keras.saving.serialize_keras_object(model)
         config.pop("compile_config", None)  # Each stage makes its own optimizers.
         shape = tuple(next(iter(model._build_shapes_dict.values())))[1:]
-        worker = ray.remote(StageWorker)
+        worker = ray.remote(ray_stage.StageWorker)
         self.stages = [
             worker.options(num_cpus=cpus, num_gpus=gpus).remote(
                 config, shape, keras.optimizers.serialize(model.optimizer), stage,
@@ -142,26 +142,19 @@ class Engine:
     # ---------------------------------------------------------------- state
     def _parts(self, index):
         model = self.model
-        return {"block": list(model.blocks[index].weights),
-                "assoc": list(model.assoc_optimizers[index].variables),
-                "ae": list(model.ae_optimizers[index].variables)}
+        return ray_stage.block_variables(model.blocks[index], model.assoc_optimizers[index],
+                                         model.ae_optimizers[index])
 
     def push(self):
         """Loads the driver's weights and optimizer states into the stages."""
-        self._get([stage.set_state.remote(
-            {index: {part: [v.numpy() for v in variables]
-                     for part, variables in self._parts(index).items()}
-             for index in blocks})
-            for stage, blocks in zip(self.stages, self.strategy.stage_blocks)], "loading")
+        self._get([stage.set_state.remote(ray_stage.read_state(self._parts, blocks))
+                   for stage, blocks in zip(self.stages, self.strategy.stage_blocks)],
+                  "loading")
 
     def pull(self):
         """Loads the stages' weights and optimizer states into the driver's model."""
-        states = self._get([s.get_state.remote() for s in self.stages], "saving")
-        for state in states:
-            for index, parts in state.items():
-                for part, variables in self._parts(index).items():
-                    for variable, value in zip(variables, parts[part], strict=True):
-                        variable.assign(value)
+        for state in self._get([s.get_state.remote() for s in self.stages], "saving"):
+            ray_stage.load_state(self._parts, state)
 
     def _get(self, references, doing, stage=None):
         """`ray.get`, a failure raised as `StageFailedError` naming the stage."""

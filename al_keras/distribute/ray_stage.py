@@ -119,24 +119,41 @@ class StageWorker:
     # ------------------------------------------------------------------ state
     def _variables(self, index):
         ae, assoc = self.optimizers[index]
-        return {"block": list(self.model.blocks[index].weights),
-                "assoc": list(assoc.variables), "ae": list(ae.variables)}
+        return block_variables(self.model.blocks[index], assoc, ae)
 
     def get_state(self):
         """Every weight and optimizer variable of this stage's blocks, by block."""
-        return {index: {part: [v.numpy() for v in variables]
-                        for part, variables in self._variables(index).items()}
-                for index in self.blocks}
+        return read_state(self._variables, self.blocks)
 
     def set_state(self, state):
         """Loads what `get_state` returns (e.g. the driver's, before a fit)."""
-        for index, parts in state.items():
-            for part, variables in self._variables(index).items():
-                for variable, value in zip(variables, parts[part], strict=True):
-                    variable.assign(value)
+        load_state(self._variables, state)
 
     def where(self):
         """(host name, process id, Ray node id) of this stage."""
         import ray
 
         return socket.gethostname(), os.getpid(), ray.get_runtime_context().get_node_id()
+
+
+# A stage's state, the same on the stage and on the driver: per block index,
+# {"block": its weights, "assoc": / "ae": its two optimizers' variables}.
+def block_variables(block, assoc_optimizer, ae_optimizer):
+    """The variables of one block's state, by part."""
+    return {"block": list(block.weights), "assoc": list(assoc_optimizer.variables),
+            "ae": list(ae_optimizer.variables)}
+
+
+def read_state(variables_of, indices):
+    """`{index: {part: [numpy values]}}` of `variables_of(index)` for each index."""
+    return {index: {part: [v.numpy() for v in variables]
+                    for part, variables in variables_of(index).items()}
+            for index in indices}
+
+
+def load_state(variables_of, state):
+    """Assigns what `read_state` returned to `variables_of(index)`."""
+    for index, parts in state.items():
+        for part, variables in variables_of(index).items():
+            for variable, value in zip(variables, parts[part], strict=True):
+                variable.assign(value)
