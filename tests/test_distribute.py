@@ -125,7 +125,9 @@ def test_auto_placement_balances_measured_block_costs(cpu_devices):
     # Block 1 (4M weights) costs far more than the three others together
     # (a few thousand weights each, dominated by per-op overhead), with a
     # margin of several times so that a loaded machine does not flip it.
-    strategy = distribute.BlockParallel(cpu_devices[:2])
+    # (predict=False: the prediction has tests of its own,
+    # test_block_parallel_prediction.py; here it would double the time.)
+    strategy = distribute.BlockParallel(cpu_devices[:2], predict=False)
     with strategy.scope():
         al_keras.associate(  # Built in the scope: placed by measured costs.
             [keras.layers.Dense(4096, "elu"), keras.layers.Dense(8, "elu"),

@@ -334,3 +334,115 @@ def test_table_states_the_link():
     assert "Link: 10gbe, 1.25 GB/s" in table
     assert "once per 100 steps" in table
     assert len(table.splitlines()[0].split()) == 3
+
+
+# --- one process per stage: call overhead, batches per call, hand-over -----
+
+
+def test_process_terms_left_at_their_defaults_change_nothing():
+    blocks = ps.uniform_blocks(4, 1.0, 2.0, label=0.5, activation_bytes=2.5e9)
+    for kwargs in (dict(), dict(steps_per_epoch=100),
+                   dict(link_bandwidth="pcie4", link_latency=0.01)):
+        for num_devices in (1, 2, 4):
+            assert ps.simulate(blocks, num_devices, call_overhead=0.0,
+                               driver_overhead=0.0, steps_per_call=1, handover=None,
+                               **kwargs) == ps.simulate(blocks, num_devices, **kwargs)
+
+
+def test_call_overhead_is_paid_once_per_call_on_every_stage():
+    results = ps.simulate(FOUR_BLOCKS, 2, call_overhead=0.5)
+    pipelined = results["al_pipelined"]
+    assert pipelined.step_time == 6.5  # 2 blocks of 3 s, and 0.5 s a call.
+    assert pipelined.speedup_vs_al1 == 12.0 / 6.5
+    assert pipelined.bottleneck == (
+        "device 0: compute 6 s + call overhead 0.5 s = 6.5 s")
+    # The other schedules are one process: no call overhead.
+    assert results["al_one_device"].step_time == 12.0
+    assert results["al_placed"].step_time == ps.simulate(FOUR_BLOCKS, 2)[
+        "al_placed"].step_time
+    # 4 batches per call: 0.125 s a batch.
+    batched = ps.simulate(FOUR_BLOCKS, 2, call_overhead=0.5, steps_per_call=4)
+    assert batched["al_pipelined"].step_time == 6.125
+    assert batched["al_pipelined"].bottleneck.endswith(", 4 batches per call")
+    # One stage is one process too: slower than in-process AL.
+    assert ps.simulate(FOUR_BLOCKS, 1, call_overhead=0.5)[
+        "al_pipelined"].speedup_vs_al1 == 12.0 / 12.5
+
+
+def test_the_driver_bounds_the_step_by_its_calls_to_every_stage():
+    pipelined = ps.simulate(FOUR_BLOCKS, 4, driver_overhead=1.0)["al_pipelined"]
+    assert pipelined.step_time == 4.0  # 4 stage calls of 1 s, above 3 s of compute.
+    assert pipelined.bottleneck == "driver (4 stage calls, 4 s)"
+    assert pipelined.efficiency == 12.0 / 4.0 / 4
+    batched = ps.simulate(FOUR_BLOCKS, 4, driver_overhead=1.0, steps_per_call=2)
+    assert batched["al_pipelined"].step_time == 3.0
+    assert batched["al_pipelined"].bottleneck.startswith("device 0 compute (3 s)")
+
+
+def test_the_handover_is_paid_by_the_stage_that_hands_on():
+    blocks = ps.uniform_blocks(4, 1.0, 2.0, activation_bytes=1e9)
+    store = ps.Link("object store", bandwidth=2e9, latency=0.25)
+    pipelined = ps.simulate(blocks, 2, handover=store)["al_pipelined"]
+    # Device 0 hands 1 GB on: 0.25 s + 0.5 s; device 1 (the last) nothing.
+    assert pipelined.step_time == 6.75
+    assert pipelined.bottleneck == "device 0: compute 6 s + hand-over 0.75 s = 6.75 s"
+    # 5 batches per call: the latency once a call, the bytes every batch.
+    batched = ps.simulate(blocks, 2, handover=store, steps_per_call=5,
+                          call_overhead=0.5)["al_pipelined"]
+    assert batched.step_time == pytest.approx(6.0 + 0.1 + 0.05 + 0.5)
+    # One device hands nothing on.
+    assert ps.simulate(blocks, 1, handover=store)["al_pipelined"].step_time == 12.0
+
+
+def test_fill_and_drain_take_whole_calls():
+    # 100 batches in calls of 8: 13 calls, and 3 more to fill and drain 4 stages.
+    pipelined = ps.simulate(FOUR_BLOCKS, 4, steps_per_epoch=100, steps_per_call=8,
+                            call_overhead=0.8)["al_pipelined"]
+    assert pipelined.step_time == pytest.approx((3.0 + 0.1) * 8 * 16 / 100)
+    assert pipelined.bubble_fraction == pytest.approx(3 / 16)
+    assert pipelined.bottleneck.endswith("8 batches per call, fill/drain x1.28")
+
+
+def test_a_measured_link_passes_as_link_bandwidth():
+    blocks = ps.uniform_blocks(4, 1.0, 2.0, activation_bytes=12.5e9)
+    measured = ps.Link("ray_object_store (measured)", bandwidth=1.25e9, latency=0.001)
+    results = ps.simulate(blocks, 4, link_bandwidth=measured)
+    nominal = ps.simulate(blocks, 4, link_bandwidth="10gbe", link_latency=0.001)
+    assert results == nominal
+    assert results["al_pipelined"].step_time == pytest.approx(10.001, rel=1e-12)
+    # A given link_latency wins over the Link's; per call, it is amortized.
+    assert ps.simulate(blocks, 4, link_bandwidth=measured, link_latency=0.0)[
+        "al_pipelined"].step_time == 10.0
+    assert ps.simulate(blocks, 4, link_bandwidth=measured, steps_per_call=2)[
+        "al_pipelined"].step_time == pytest.approx(10.0005, rel=1e-12)
+    table = ps.simulate_table(blocks, device_counts=(1, 4), link_bandwidth=measured,
+                              call_overhead=0.5, steps_per_call=2, handover=measured)
+    assert "Link: ray_object_store (measured), 1.25 GB/s per device boundary, " \
+        "latency 0.001 s per transfer." in table
+    assert table.splitlines()[-1] == (
+        "al_pipelined as one process per stage: call overhead 0.5 s per stage, "
+        "driver 0 s per stage call, 2 batches per call, hand-over "
+        "ray_object_store (measured) (1.25 GB/s, latency 0.001 s).")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(call_overhead=-1.0), "call_overhead must be >= 0"),
+        (dict(driver_overhead=float("nan")), "driver_overhead must be >= 0"),
+        (dict(steps_per_call=0), "steps_per_call must be an int >= 1"),
+        (dict(steps_per_call=1.5), "steps_per_call must be an int >= 1"),
+        (dict(steps_per_call=True), "steps_per_call must be an int >= 1"),
+        (dict(handover=1e9), "handover must be a Link"),
+    ],
+)
+def test_process_terms_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ps.simulate(FOUR_BLOCKS, 2, **kwargs)
+
+
+def test_link_validates():
+    with pytest.raises(ValueError, match="Link.bandwidth must be > 0"):
+        ps.Link("none", bandwidth=0.0)
+    with pytest.raises(ValueError, match="Link.latency must be >= 0"):
+        ps.Link("late", bandwidth=1e9, latency=-1.0)

@@ -6,7 +6,9 @@ boundary, so with `pipeline=True` the blocks train at the same time inside
 one compiled step, each on the micro-batch the block before it finished the
 step before (`al_keras.distribute.pipeline`).  `placement="auto"` measures
 every block's step (`measure_block_costs`) and balances them
-(`pipeline_simulator.balanced_partition`).
+(`pipeline_simulator.balanced_partition`), then times each device's blocks
+alone and all devices at once (`measure_overlap`): the predicted speedup of
+the pipelined step, which `describe()` states.
 
 Example:
 
@@ -20,6 +22,7 @@ Example:
 """
 
 import contextlib
+import dataclasses
 import threading
 import time
 
@@ -96,6 +99,10 @@ class BlockParallel:
         pipeline: bool, pipeline the blocks (default True).
         profile_batch_size: batch size of the cost measurement.
         profile_steps: timed steps per block for the cost measurement.
+        predict: pipelined with auto placement on several devices, also
+            measure how the devices overlap (`measure_overlap`, on a second
+            copy of the model) and predict the pipelined step's speedup
+            (default True).
 
     Attributes (set when a model is built in the scope):
         placement: the device name of each block.
@@ -106,10 +113,24 @@ class BlockParallel:
             of the step, bytes handed on per batch of `profile_batch_size`).
         activation_bytes: bytes per example handed from each block to the
             next (`s_i` and `t_i`).
+        ideal_speedup: sum of the block costs over the busiest device's
+            share of them: what perfect overlap would give (auto only).
+        overlap_profile: the `OverlapProfile` measured on the placement
+            (pipelined, auto placement on several devices, `predict`; else
+            None).
+        measured_overlap: its `overlap`: the slowest device's blocks alone
+            over all devices' blocks at once (1.0: the devices do not slow
+            each other).
+        predicted_speedup: its `speedup`: every device's blocks one after
+            the other over all at once, the pipelined step's predicted
+            speedup over one device.
     """
 
+    # Below this predicted speedup `describe()` says that no gain is predicted.
+    NO_GAIN_BELOW = 1.1
+
     def __init__(self, devices=None, placement="auto", pipeline=True,
-                 profile_batch_size=32, profile_steps=3):
+                 profile_batch_size=32, profile_steps=3, predict=True):
         self.devices = [tf.DeviceSpec.from_string(d).to_string()
                         for d in (devices or default_devices())]
         if not self.devices:
@@ -126,10 +147,13 @@ class BlockParallel:
         self.pipeline = bool(pipeline)
         self.profile_batch_size = int(profile_batch_size)
         self.profile_steps = int(profile_steps)
+        self.predict = bool(predict)
         self.placement = None
         self.block_profile = None
         self.block_costs = None
         self.activation_bytes = None
+        self.ideal_speedup = None
+        self.overlap_profile = None
         self._model = None  # The model placed last.
 
     def scope(self):
@@ -166,6 +190,13 @@ class BlockParallel:
                     for c in self.block_profile]
                 indices = pipeline_simulator.balanced_partition(
                     self.block_costs, len(self.devices))
+                shares = [sum(c for c, i in zip(self.block_costs, indices) if i == d)
+                          for d in sorted(set(indices))]
+                self.ideal_speedup = sum(shares) / max(max(shares), 1e-12)
+                if self.predict and self.pipeline and len(shares) > 1:
+                    self.overlap_profile = measure_overlap(
+                        model, input_shape, [self.devices[i] for i in indices],
+                        self.profile_batch_size, self.profile_steps)
         else:
             indices = self.requested_placement
             if len(indices) != num_blocks:
@@ -176,6 +207,59 @@ class BlockParallel:
         self.placement = [self.devices[i] for i in indices]
         self._model = model
         return list(self.placement)
+
+    # ---------------------------------------------------------- prediction
+    @property
+    def measured_overlap(self):
+        """`overlap_profile.overlap`, or None when not measured."""
+        return self.overlap_profile and self.overlap_profile.overlap
+
+    @property
+    def predicted_speedup(self):
+        """`overlap_profile.speedup`, or None when not measured."""
+        return self.overlap_profile and self.overlap_profile.speedup
+
+    @property
+    def predicts_gain(self):
+        """Whether the predicted speedup reaches `NO_GAIN_BELOW` (None when
+        there is no prediction)."""
+        speedup = self.predicted_speedup
+        return None if speedup is None else speedup >= self.NO_GAIN_BELOW
+
+    def describe(self, instead="RayPipeline (distribute=ray: one process per stage)"):
+        """One line: the placement, the block costs and the predicted speedup.
+
+        Args:
+            instead: what to use when no gain is predicted, named in the line.
+
+        Returns:
+            The line, without a final period, e.g. `"BlockParallel: blocks 1
+            on /device:CPU:0; 2 on /device:CPU:1, pipelined; measured seconds
+            per block step [0.0021, 0.0019]; predicted speedup 1.02x over one
+            device (...); no gain predicted (below 1.1x): use ..."`.
+        """
+        groups = {}
+        for index, device in enumerate(self.placement or []):
+            groups.setdefault(device, []).append(str(index + 1))
+        where = "; ".join(f"{', '.join(blocks)} on {device}"
+                          for device, blocks in groups.items())
+        line = (f"BlockParallel: blocks {where}"
+                + (", pipelined" if self.pipeline else ", not pipelined"))
+        if self.block_costs:
+            line += (f"; measured seconds per block step "
+                     f"{[round(c, 4) for c in self.block_costs]}")
+        profile = self.overlap_profile
+        if profile is None:
+            return line
+        line += (f"; predicted speedup {profile.speedup:.2f}x over one device (each "
+                 f"device's blocks one after the other {1e3 * profile.serial_seconds:.1f}"
+                 f" ms, all at once {1e3 * profile.concurrent_seconds:.1f} ms; overlap "
+                 f"{profile.overlap:.2f}, ideal from the block costs "
+                 f"{self.ideal_speedup:.2f}x)")
+        if not self.predicts_gain:
+            line += (f"; no gain predicted (below {self.NO_GAIN_BELOW:g}x): use "
+                     f"{instead} (docs/several-devices.md)")
+        return line
 
 
 def measure_block_costs(model, input_shape, batch_size=32, steps=3,
@@ -219,6 +303,124 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
             s = tf.cast(s_next, "float32")
             t = tf.cast(t_next, "float32")
     return costs
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlapProfile:
+    """How much the devices of a placement overlap, as `measure_overlap` timed it.
+
+    Attributes:
+        device_seconds: per device (in the order of first use), seconds of
+            one pass of its blocks' steps run alone.
+        concurrent_seconds: seconds of one pass of every device's blocks at
+            once (one compiled function, as the pipelined step).
+    """
+
+    device_seconds: tuple
+    concurrent_seconds: float
+
+    @property
+    def serial_seconds(self):
+        """One pass of every device's blocks, one device after the other."""
+        return sum(self.device_seconds)
+
+    @property
+    def speedup(self):
+        """serial_seconds / concurrent_seconds: the pipelined step's
+        predicted speedup over running the blocks one after the other."""
+        return self.serial_seconds / self.concurrent_seconds
+
+    @property
+    def overlap(self):
+        """The slowest device alone / all devices at once: 1.0 when the
+        devices do not slow each other, 1 / num_devices when they take
+        turns; speedup = (serial / slowest) * overlap."""
+        return max(self.device_seconds) / self.concurrent_seconds
+
+
+def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats=3):
+    """Times each device's blocks alone and every device's blocks at once.
+
+    Builds a copy of `model` with block i on `devices[i]` (the model itself
+    is not touched), gives every block a random batch of its own input (of
+    the shapes of `x` and of the previous block's `s` and `t`), traces one
+    function per device that runs its blocks' local steps (both tapes, both
+    Adam updates), each block on its own batch, as in the pipelined step,
+    and one function that runs every device's blocks: the pipelined step's
+    structure, whose independent parts TensorFlow's executor runs at the
+    same time.  Then,
+    `repeats` times, it times each device's function alone and the function
+    of all devices (`steps` passes each, more until 50 ms have passed); the
+    fastest of the repeats count.
+
+    Args:
+        model: the `ALModel` (built or not).
+        input_shape: its input shape, batch dimension first.
+        devices: the device name of each block (a placement).
+        batch_size: examples per batch.
+        steps: passes per timing.
+        repeats: timings of each kind.
+
+    Returns:
+        An `OverlapProfile` (seconds per pass).
+    """
+    order = list(dict.fromkeys(devices))
+    with _scope_of(None):
+        copy = model.__class__.from_config(model.get_config())
+        copy._placement.devices = list(devices)
+        copy.build((None,) + tuple(input_shape)[1:])
+        spec = keras.KerasTensor((batch_size,) + tuple(input_shape)[1:])
+        t_shape, t_dtype = (batch_size, model.num_classes), "float32"
+        work = {device: [] for device in order}  # device -> [(index, s, t, optimizers)]
+        for index, block in enumerate(copy.blocks):
+            with tf.device(devices[index]):
+                optimizers = (keras.optimizers.Adam(), keras.optimizers.Adam())
+                optimizers[0].build(block.label_side_variables)
+                optimizers[1].build(block.input_side_variables)
+                s = tf.cast(tf.random.uniform(spec.shape), spec.dtype)
+                t = tf.cast(tf.random.uniform(t_shape), t_dtype)
+            work[devices[index]].append((index, s, t, optimizers))
+            spec = block.compute_output_spec(spec)
+            t_shape, t_dtype = (batch_size, block.label_units), block.label_encoder.compute_dtype
+
+        def device_pass(entries):
+            def run():
+                losses = []
+                for index, s, t, optimizers in entries:
+                    with tf.device(devices[index]):
+                        _, _, _, assoc, ae, _ = copy._train_block(
+                            index, s, t, None, optimizers)
+                    losses.append(assoc + ae)
+                return losses
+            return run
+
+        runs = [device_pass(work[device]) for device in order]
+        passes = [tf.function(run) for run in runs]
+        # One traced graph of every device's blocks, as the pipelined step is.
+        at_once = tf.function(lambda: [run() for run in runs])
+        alone, together = [[] for _ in passes], []
+        for function in passes + [at_once]:  # Traced and warmed up.
+            _finish(function())
+        for _ in range(max(1, repeats)):
+            for position, function in enumerate(passes):
+                alone[position].append(_seconds_of(function, steps))
+            together.append(_seconds_of(at_once, steps))
+    return OverlapProfile(device_seconds=tuple(min(a) for a in alone),
+                          concurrent_seconds=min(together))
+
+
+def _finish(result):
+    tf.nest.map_structure(lambda r: r.numpy(), result)
+
+
+def _seconds_of(function, calls, at_least=0.05):
+    """Seconds per call of `function()`: `calls` calls, more until `at_least`
+    seconds have passed (a pass of a small model takes a millisecond)."""
+    start, done = time.perf_counter(), 0
+    while done < calls or time.perf_counter() - start < at_least:
+        _finish(function())
+        done += 1
+    return (time.perf_counter() - start) / done
 
 
 def _seconds_per_call(function, args, calls):

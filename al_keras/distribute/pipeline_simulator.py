@@ -11,8 +11,12 @@ handed from one device to the next.
 This module turns measured per-block costs (`BlockCost`) into step times for
 a few schedules (`simulate`) and prints them as a table (`simulate_table`);
 the placement it assumes is the exact balanced partition of
-`al_keras.distribute.partition` (re-exported here). Pure Python; it does not
-import TensorFlow.
+`al_keras.distribute.partition` (re-exported here). For a pipeline of one
+process per stage (`RayPipeline`), `simulate` also takes what such an engine
+costs: a per-call overhead of each stage and of the driver, the batches per
+call that amortize it, and the hand-over of activations through an object
+store (a measured `Link`; `benchmarks/ray_calibration.py` measures them).
+Pure Python; it does not import TensorFlow.
 
 All times are seconds per batch, all sizes bytes per batch.
 """
@@ -33,6 +37,30 @@ from al_keras.distribute.partition import (  # noqa: F401
 #   pcie4:  PCIe 4.0 x16, ~32 GB/s nominal, ~25 GB/s achievable.
 #   10gbe:  10 Gigabit Ethernet, 10 Gbit/s = 1.25 GB/s.
 LINKS = {"nvlink": 300e9, "pcie4": 25e9, "10gbe": 1.25e9}
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """A link, e.g. one measured: Ray's object store between two processes.
+
+    Passable as `simulate(link_bandwidth=...)` (its latency then applies
+    unless `link_latency` is given) or as `simulate(handover=...)`.
+
+    Attributes:
+        name: what it is, e.g. "ray_object_store (measured)".
+        bandwidth: bytes/s, > 0.
+        latency: seconds added to every transfer, >= 0.
+    """
+
+    name: str
+    bandwidth: float
+    latency: float = 0.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.bandwidth) and self.bandwidth > 0):
+            raise ValueError(f"Link.bandwidth must be > 0 bytes/s, got {self.bandwidth!r}.")
+        if not (math.isfinite(self.latency) and self.latency >= 0):
+            raise ValueError(f"Link.latency must be >= 0 seconds, got {self.latency!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +108,11 @@ class ScheduleResult:
 
 
 def _resolve_bandwidth(link_bandwidth):
-    """Bytes/s from a number, a key of LINKS, or None (infinite)."""
+    """Bytes/s from a number, a key of LINKS, a `Link`, or None (infinite)."""
     if link_bandwidth is None:
         return None
+    if isinstance(link_bandwidth, Link):
+        return float(link_bandwidth.bandwidth)
     if isinstance(link_bandwidth, str):
         if link_bandwidth not in LINKS:
             raise ValueError(
@@ -140,9 +170,13 @@ def simulate(
     *,
     bp_costs=None,
     link_bandwidth=None,
-    link_latency=0.0,
+    link_latency=None,
     micro_batches=4,
     steps_per_epoch=None,
+    call_overhead=0.0,
+    driver_overhead=0.0,
+    steps_per_call=1,
+    handover=None,
 ):
     """Step time of AL and BP schedules on num_devices devices.
 
@@ -180,17 +214,41 @@ def simulate(
         max(max_d W_d, max_boundaries T(A_k)), times the fill/drain factor
         (S + K' - 1) / S when S = steps_per_epoch is given (the pipeline
         fills and drains once per epoch).
+        As one process per stage (a `RayPipeline`), with n = steps_per_call
+        batches per call of each stage, c = call_overhead, r =
+        driver_overhead and H(A) = handover's latency / n + A / its
+        bandwidth (0 without a handover), per batch:
+        max(max_d (W_d + c / n + H(A_d)), K' r / n, max_boundaries T_n(A_k)),
+        where A_d is what device d hands on (0 for the last) and T_n(A) =
+        link_latency / n + A / link_bandwidth (latencies are paid once a
+        call); with S given, times n (ceil(S / n) + K' - 1) / S (fill and
+        drain take K' - 1 calls). With c = r = 0, n = 1 and no handover
+        this is the formula above.
 
     Args:
         blocks: sequence of `BlockCost`, the AL blocks in order.
         num_devices: int K >= 1.
         bp_costs: optional sequence of `BlockCost` for the BP twin.
         link_bandwidth: bytes/s of each device-to-device link, a key of
-            LINKS, or None for infinitely fast links.
-        link_latency: seconds added to every transfer, >= 0.
+            LINKS, a `Link`, or None for infinitely fast links. Its
+            transfers overlap compute.
+        link_latency: seconds added to every transfer, >= 0; default the
+            `Link`'s latency, else 0.
         micro_batches: int m >= 1, micro-batches per batch for gpipe.
         steps_per_epoch: optional int >= 1; when given, al_pipelined pays
             its fill and drain once per this many steps.
+        call_overhead: al_pipelined only: seconds each stage spends per
+            call outside its blocks' compute (a process-per-stage engine's
+            task dispatch, argument and result handling), >= 0.
+        driver_overhead: al_pipelined only: seconds the one driver spends
+            per call of each stage (it feeds every stage), >= 0.
+        steps_per_call: al_pipelined only: int n >= 1, batches each stage
+            trains per call (Keras' `steps_per_execution` under a
+            `RayPipeline`); the overheads and latencies are paid per call.
+        handover: al_pipelined only: optional `Link` whose transfers are
+            paid on the time of the stage that hands on (an object store's
+            copy on the stage's own cores: one host), on top of any
+            `link_bandwidth`.
 
     Returns:
         A dict from schedule name to `ScheduleResult`, in the order
@@ -199,8 +257,9 @@ def simulate(
 
     Raises:
         ValueError: on empty blocks, zero total cost, num_devices < 1,
-            micro_batches < 1, steps_per_epoch < 1, link_bandwidth <= 0 or
-            link_latency < 0.
+            micro_batches < 1, steps_per_epoch < 1, link_bandwidth <= 0,
+            link_latency < 0, call_overhead or driver_overhead < 0,
+            steps_per_call < 1, or a handover that is not a `Link`.
     """
     blocks = _validate_blocks(blocks, "blocks")
     if bp_costs is None:
@@ -220,8 +279,20 @@ def simulate(
         raise ValueError(
             f"steps_per_epoch must be an int >= 1 or None, got {steps_per_epoch!r}."
         )
+    if link_latency is None:
+        link_latency = link_bandwidth.latency if isinstance(link_bandwidth, Link) else 0.0
     if not (math.isfinite(link_latency) and link_latency >= 0):
         raise ValueError(f"link_latency must be >= 0 seconds, got {link_latency!r}.")
+    for name, value in (("call_overhead", call_overhead),
+                        ("driver_overhead", driver_overhead)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be >= 0 seconds, got {value!r}.")
+    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or (
+            steps_per_call < 1):
+        raise ValueError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}.")
+    if handover is not None and not isinstance(handover, Link):
+        raise ValueError(
+            f"handover must be a Link or None, got {type(handover).__name__}.")
     bandwidth = _resolve_bandwidth(link_bandwidth)
 
     def transfer(num_bytes):
@@ -280,7 +351,6 @@ def simulate(
     )
 
     al_placement = balanced_partition([block.compute for block in blocks], num_devices)
-    al_boundaries = _boundaries(al_placement)
     device_work = _device_sums(al_placement, [block.compute for block in blocks])
 
     arrival, finish_times = 0.0, []
@@ -299,23 +369,9 @@ def simulate(
         f"for its input, then works {device_work[slowest]:.4g} s",
     )
 
-    busiest = max(range(len(device_work)), key=device_work.__getitem__)
-    steady_step = device_work[busiest]
-    bottleneck = f"device {busiest} compute ({steady_step:.4g} s)"
-    for block in al_boundaries:
-        link_time = transfer(blocks[block].activation_bytes)
-        if link_time > steady_step:
-            steady_step = link_time
-            bottleneck = f"link after block {block} ({link_time:.4g} s)"
-    al_stages = al_placement[-1] + 1
-    if steps_per_epoch is None:
-        pipelined_time, bubble = steady_step, 0.0
-    else:
-        fill_drain = (steps_per_epoch + al_stages - 1) / steps_per_epoch
-        pipelined_time = steady_step * fill_drain
-        bubble = (al_stages - 1) / (steps_per_epoch + al_stages - 1)
-        bottleneck += f", fill/drain x{fill_drain:.4g}"
-    timings["al_pipelined"] = (pipelined_time, al_placement, bubble, bottleneck)
+    timings["al_pipelined"] = _al_pipelined(
+        blocks, al_placement, device_work, bandwidth, link_latency, steps_per_epoch,
+        call_overhead, driver_overhead, steps_per_call, handover)
 
     results = {}
     for name, (step_time, placement, bubble, reason) in timings.items():
@@ -337,13 +393,62 @@ def simulate(
     return results
 
 
+def _al_pipelined(blocks, placement, device_work, bandwidth, latency, steps_per_epoch,
+                  call_overhead, driver_overhead, steps_per_call, handover):
+    """(step_time, placement, bubble_fraction, bottleneck) of al_pipelined."""
+    per_call = steps_per_call
+    stages = placement[-1] + 1
+
+    def link_time(num_bytes):  # Latency once a call, bytes every batch.
+        return _transfer_time(num_bytes, bandwidth, latency / per_call)
+
+    handed_on = [0.0] * stages  # Bytes each device hands on per batch.
+    for block in _boundaries(placement):
+        handed_on[placement[block]] = blocks[block].activation_bytes
+    candidates = []  # (seconds per batch, what it is)
+    for device, work in enumerate(device_work):
+        extras = []
+        if call_overhead:
+            extras.append(("call overhead", call_overhead / per_call))
+        if handover is not None and handed_on[device]:
+            extras.append(("hand-over", handover.latency / per_call
+                           + handed_on[device] / handover.bandwidth))
+        seconds = work + sum(value for _, value in extras)
+        what = f"device {device} compute ({work:.4g} s)"
+        if extras:
+            what = (f"device {device}: compute {work:.4g} s + " + " + ".join(
+                f"{name} {value:.4g} s" for name, value in extras) + f" = {seconds:.4g} s")
+        candidates.append((seconds, what))
+    if driver_overhead:
+        driver = stages * driver_overhead / per_call
+        candidates.append((driver, f"driver ({stages} stage calls, {driver:.4g} s)"))
+    for block in _boundaries(placement):
+        seconds = link_time(blocks[block].activation_bytes)
+        candidates.append((seconds, f"link after block {block} ({seconds:.4g} s)"))
+    # The first of the largest: ties go to the devices, in order.
+    steady_step, bottleneck = max(candidates, key=lambda c: c[0])
+    if steps_per_call > 1:
+        bottleneck += f", {steps_per_call} batches per call"
+    if steps_per_epoch is None:
+        return steady_step, placement, 0.0, bottleneck
+    calls = math.ceil(steps_per_epoch / per_call)
+    fill_drain = per_call * (calls + stages - 1) / steps_per_epoch
+    bubble = (stages - 1) / (calls + stages - 1)
+    return (steady_step * fill_drain, placement, bubble,
+            bottleneck + f", fill/drain x{fill_drain:.4g}")
+
+
 def _describe_link(link_bandwidth, link_latency):
     """One line on the link assumption of a table."""
     bandwidth = _resolve_bandwidth(link_bandwidth)
+    if link_latency is None:
+        link_latency = link_bandwidth.latency if isinstance(link_bandwidth, Link) else 0.0
     if bandwidth is None:
         text = "free transfers (infinite bandwidth)"
     else:
         names = [name for name, value in LINKS.items() if value == bandwidth]
+        if isinstance(link_bandwidth, Link):
+            names = [link_bandwidth.name]
         label = f"{names[0]}, " if names else ""
         text = f"{label}{bandwidth / 1e9:.4g} GB/s per device boundary"
     return f"Link: {text}, latency {link_latency:g} s per transfer."
@@ -360,7 +465,9 @@ def simulate_table(blocks, device_counts=(1, 2, 4, 8), **kwargs):
         blocks: sequence of `BlockCost`.
         device_counts: device counts K, one column each.
         **kwargs: passed on to `simulate` (bp_costs, link_bandwidth,
-            link_latency, micro_batches, steps_per_epoch).
+            link_latency, micro_batches, steps_per_epoch, and for
+            al_pipelined call_overhead, driver_overhead, steps_per_call,
+            handover).
 
     Returns:
         The table as a string, ending with lines on the link assumption,
@@ -394,11 +501,21 @@ def simulate_table(blocks, device_counts=(1, 2, 4, 8), **kwargs):
         "BP rows vs bp_one_device."
     )
     lines.append(
-        _describe_link(kwargs.get("link_bandwidth"), kwargs.get("link_latency", 0.0))
+        _describe_link(kwargs.get("link_bandwidth"), kwargs.get("link_latency"))
     )
     steps = kwargs.get("steps_per_epoch")
     lines.append(
         f"gpipe micro-batches: {kwargs.get('micro_batches', 4)}; al_pipelined "
         + (f"fills and drains once per {steps} steps." if steps else "in steady state.")
     )
+    handover = kwargs.get("handover")
+    if (kwargs.get("call_overhead") or kwargs.get("driver_overhead") or handover
+            or kwargs.get("steps_per_call", 1) != 1):
+        lines.append(
+            f"al_pipelined as one process per stage: call overhead "
+            f"{kwargs.get('call_overhead', 0.0):g} s per stage, driver "
+            f"{kwargs.get('driver_overhead', 0.0):g} s per stage call, "
+            f"{kwargs.get('steps_per_call', 1)} batches per call, hand-over "
+            + (f"{handover.name} ({handover.bandwidth / 1e9:.4g} GB/s, latency "
+               f"{handover.latency:g} s)." if handover else "free."))
     return "\n".join(lines)

@@ -121,6 +121,7 @@ def _compile(model, config, steps_per_epoch):
     jit_compile = config.jit_compile and config.distribute in ("none", "ray")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   metrics=["accuracy"], jit_compile=jit_compile,
+                  steps_per_execution=config.steps_per_execution,
                   on_nonfinite_loss=config.on_nonfinite_loss)
 
 
@@ -211,16 +212,8 @@ def train_and_evaluate(config, workdir, verbose=1):
     if isinstance(strategy, distribute.RayPipeline):
         print(strategy.describe() + ".")
     elif isinstance(strategy, distribute.BlockParallel):
-        print(f"Blocks placed on {strategy.placement}"
-              + (f" (measured seconds per block step: "
-                 f"{[round(c, 4) for c in strategy.block_costs]})"
-                 if strategy.block_costs else "")
-              + (", pipelined." if strategy.pipeline else "."))
-        if all("CPU" in d for d in strategy.placement) and len(set(strategy.placement)) > 1:
-            print("Note: these devices are one CPU split in one process; their steps "
-                  "share its thread pool and run without XLA, which here makes AL slower "
-                  "than distribute=none (docs/several-devices.md). For blocks that train "
-                  "at the same time on a CPU, use --config.distribute=ray.")
+        # Placement, measured costs, predicted speedup; below 1.1x it says so.
+        print(strategy.describe(instead="--config.distribute=ray") + ".")
     elif strategy is not None:
         print(f"Data parallel over {strategy.num_replicas_in_sync} replicas "
               f"({type(strategy).__name__}).")
