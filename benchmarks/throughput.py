@@ -1,12 +1,14 @@
 """Training throughput of AL against BP, each at its best, on this machine.
 
     python benchmarks/throughput.py [--models=mlp,mlp_light,cnn,cnn_light,resnet20_light]
-        [--rounds=3] [--steps=80] [--json=/tmp/throughput.json]
+        [--rounds=3] [--steps=80] [--steps_per_execution=1] [--json=/tmp/throughput.json]
 
 Models, with their configs' options: `mlp`, `cnn`, `cnn_light`
 (configs/fashion_mnist.py, 28x28x1), `mlp_light` (the light MLP with
 `label_units=256`), `resnet20_light` (configs/cifar10.py, 32x32x3).  Batch
-32, Adam, random data in memory, `model.fit`.  Variants, each in its own
+32, Adam, random data in memory, `model.fit`, every variant compiled with
+the same `--steps_per_execution` (Keras' batches per call of the train
+step; under RayPipeline, batches per Ray call of each stage).  Variants, each in its own
 process, alternated over `--rounds` rounds (the median is reported):
 
   bp_best       the BP twin, XLA, TensorFlow's threads over every core
@@ -22,9 +24,10 @@ process, alternated over `--rounds` rounds (the median is reported):
 
 A process warms up (one epoch of 10 steps: compilation, Ray's actors), then
 fits one epoch of `--steps` steps; its throughput is the steady state, steps
-per second between the end of step 10 and the end of step `steps - 2` (the
-once-per-epoch fill, drain and weight transfer of the pipelines are left
-out: at 1,875 steps per Fashion-MNIST epoch they cost well under 1%).
+per second between the first batch end Keras reports after step 10 and the
+last one before the epoch's last call (the once-per-epoch fill, drain and
+weight transfer of the pipelines are left out: at 1,875 steps per
+Fashion-MNIST epoch they cost well under 1%).
 
 Printed per model, and written with `--json` (key: model): steps/s of every
 variant, and `ray_over_bp_best` (the faster of ray_2 and ray_2_plain over the faster BP
@@ -60,6 +63,8 @@ _MODELS = flags.DEFINE_list("models", list(MODELS), "Models to time.")
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to time.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds over the variants (alternated).")
 _STEPS = flags.DEFINE_integer("steps", 80, "Steps of the timed epoch.")
+_STEPS_PER_EXECUTION = flags.DEFINE_integer(
+    "steps_per_execution", 1, "Batches per call of the train step, every variant.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
 _CHILD = flags.DEFINE_string("child", None, "(internal) model:variant to time here.")
 
@@ -82,7 +87,7 @@ def _strategy(variant):
     return None
 
 
-def time_variant(model_name, variant, steps):
+def time_variant(model_name, variant, steps, steps_per_execution=1):
     """Times one variant in this process; returns steps/s and details."""
     strategy = _strategy(variant)
     import keras
@@ -102,22 +107,24 @@ def time_variant(model_name, variant, steps):
         model = models.get(config.model, input_shape=shape, num_classes=10, method=method,
                            **options)
         jit = variant in ("bp_best", "al_best", "al_one_core")
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit,
+                      steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
     x = rng.random((32 * steps,) + shape).astype("float32")
     y = rng.integers(0, 10, len(x)).astype("int32")
 
-    ends = []
+    ends = []  # (the call's last step, when it ended)
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            ends.append(time.perf_counter())
+            ends.append((batch + 1, time.perf_counter()))
 
     model.fit(x[:32 * WARMUP_STEPS], y[:32 * WARMUP_STEPS], batch_size=32, epochs=1,
               verbose=0, shuffle=False)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-    timed = ends[SKIPPED_STEPS - 1:steps - 2]
-    result = {"steps_per_second": (len(timed) - 1) / (timed[-1] - timed[0])}
+    timed = [end for end in ends[:-1] if end[0] >= SKIPPED_STEPS]
+    (first_step, first), (last_step, last) = timed[0], timed[-1]
+    result = {"steps_per_second": (last_step - first_step) / (last - first)}
     if variant.startswith("ray"):
         result.update(stages=strategy.stage_blocks, busy=strategy.stage_busy,
                       predicted_speedup=strategy.predicted_speedup)
@@ -125,9 +132,10 @@ def time_variant(model_name, variant, steps):
     return result
 
 
-def _spawn(model_name, variant, steps):
+def _spawn(model_name, variant, steps, steps_per_execution):
     proc = subprocess.run(
-        [sys.executable, __file__, f"--child={model_name}:{variant}", f"--steps={steps}"],
+        [sys.executable, __file__, f"--child={model_name}:{variant}", f"--steps={steps}",
+         f"--steps_per_execution={steps_per_execution}"],
         capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -161,7 +169,8 @@ def main(argv):
     del argv
     if _CHILD.value:
         model_name, variant = _CHILD.value.split(":")
-        print("RESULT " + json.dumps(time_variant(model_name, variant, _STEPS.value)))
+        print("RESULT " + json.dumps(time_variant(model_name, variant, _STEPS.value,
+                                                  _STEPS_PER_EXECUTION.value)))
         return
     runs = {(m, v): [] for m in _MODELS.value for v in _VARIANTS.value}
     details = {}
@@ -170,7 +179,8 @@ def main(argv):
             for variant in _VARIANTS.value:
                 if variant == "ray_4" and model_name.startswith("mlp"):
                     continue  # 2 blocks: at most 2 stages.
-                result = _spawn(model_name, variant, _STEPS.value)
+                result = _spawn(model_name, variant, _STEPS.value,
+                                _STEPS_PER_EXECUTION.value)
                 runs[model_name, variant].append(result["steps_per_second"])
                 details[model_name, variant] = result
                 print(f"round {round_ + 1} {model_name} {variant}: "
@@ -188,7 +198,8 @@ def main(argv):
                               "ray_4": details.get((model_name, "ray_4"))}
         rows.append(f"| {model_name} | " + " | ".join(
             f"{medians[v]:.2f}" if medians[v] else "-" for v in _VARIANTS.value) + " |")
-    print("\nsteps/s, median of", _ROUNDS.value, "rounds, batch 32,", os.cpu_count(), "cores")
+    print("\nsteps/s, median of", _ROUNDS.value, "rounds, batch 32,", os.cpu_count(), "cores,",
+          _STEPS_PER_EXECUTION.value, "batches per call")
     print("\n".join(rows))
     keys = ("ray_over_bp_best", "ray_over_al_best", "ray4_over_al_best",
             "blocks_over_al_best", "ray_over_limit")

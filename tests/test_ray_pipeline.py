@@ -109,6 +109,39 @@ def test_ray_pipelined_fit_equals_sequential_fit(local_ray, digits, tmp_path):
     strategy.shutdown()
 
 
+@pytest.mark.slow
+def test_batches_per_call_and_training_accuracy(local_ray, digits):
+    """`steps_per_execution=4`: each stage trains 4 batches per Ray call, and
+    the weights still equal sequential AL's; the training accuracy is logged,
+    every example scored exactly once an epoch, and it is that of sequential
+    AL but for decoders a few steps newer."""
+    (x, y), _ = digits
+    strategy = distribute.RayPipeline(num_stages=2, jit_compile=False)
+    keras.utils.set_random_seed(3)
+    sequential = _mlp(num_blocks=2)
+    with strategy.scope():
+        pipelined = _mlp(num_blocks=2)
+        pipelined.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                          steps_per_execution=4, jit_compile=False)
+    pipelined.set_weights(sequential.get_weights())
+    expected = sequential.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0)
+    logs = _Logs()
+    got = pipelined.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0,
+                        callbacks=[logs])
+    for a, b in zip(sequential.weights, pipelined.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    np.testing.assert_allclose(got.history["assoc_loss_2"], expected.history["assoc_loss_2"],
+                               rtol=1e-5)
+    assert int(pipelined.optimizer.iterations) == 2 * 23
+    assert len(logs.batches) == 2 * 6  # 23 batches a call of 4: 4+4+4+4+4+3.
+    assert "accuracy" in logs.batches[0]
+    count, = [v for v in pipelined._compile_metrics.variables if v.name == "count"]
+    assert float(count) == len(x)  # The last epoch's: each example once.
+    np.testing.assert_allclose(got.history["accuracy"], expected.history["accuracy"],
+                               atol=0.02)
+    strategy.shutdown()
+
+
 class _KillStage(keras.callbacks.Callback):
     def __init__(self, strategy, stage, at_batch):
         super().__init__()
@@ -129,7 +162,8 @@ def test_a_killed_stage_stops_fit_naming_it(local_ray, digits):
         model = _mlp(num_blocks=2)
     kill = _KillStage(strategy, stage=1, at_batch=5)
     with pytest.raises(distribute.StageFailedError,
-                       match=r"^Stage 1 \(blocks 2\) on \S+ \(pid \d+\) failed while "):
+                       match=r"^Stage 1 \(blocks 2\) on \S+ \(pid \d+, Ray node "
+                             r"[0-9a-f]{8}\) failed while "):
         model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[kill])
     assert time.time() - kill.killed_at < 30
     strategy.shutdown()
@@ -177,6 +211,36 @@ def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path)
     assert len(set(result["stage_nodes"])) == 2  # one stage on each node
     assert result["examples_trained"] == [2 * result["num_train"]] * 2
     assert result["val_accuracy"] > 0.3  # chance: 0.1
+
+
+@pytest.mark.slow
+def test_a_node_that_leaves_stops_fit_naming_its_stage_and_loses_nothing(tmp_path):
+    out = tmp_path / "left.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_two_nodes.py"), str(out),
+                           "leave"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    stage = result["stage_nodes"].index(result["worker_node"])
+    assert re.match(rf"Stage {stage} \(blocks {stage + 1}\) on \S+ \(pid \d+, Ray node "
+                    r"[0-9a-f]{8}\) failed while ", result["error"] or ""), result
+    assert "\n" not in result["error"] and result["seconds_to_error"] < 30
+    assert result["checkpoint_max_difference"] < 1e-6  # epoch 1 is intact.
+
+
+@pytest.mark.slow
+def test_a_stage_out_of_memory_stops_fit_in_one_line_and_loses_nothing(tmp_path):
+    out = tmp_path / "oom.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_stage_oom.py"), str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert re.match(r"Stage [01] \(blocks [12]\) on \S+ \(pid \d+, Ray node [0-9a-f]{8}\) "
+                    r"failed while training: out of memory: Ray's memory monitor killed it "
+                    r"\(the node used [\d.]+GB of [\d.]+GB", result["error"] or ""), result
+    assert "\n" not in result["error"] and result["seconds"] < 60
+    assert result["model_unchanged"]  # The driver's model is the one before the fit.
 
 
 def _train_py(workdir, *args):

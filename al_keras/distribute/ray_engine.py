@@ -1,22 +1,30 @@
 """The driver side of `RayPipeline`: starts the stages, feeds them, keeps Keras whole.
 
 `Engine.train_function` replaces Keras' compiled train function: each call
-reads one batch, starts step n on every stage whose input is there (stage 0
-the batch, stage k the object reference stage k-1 returned in step n-1),
-waits for the stages' step n - `steps_ahead` (so that each stage always has
-the next step queued, and the driver runs at most that far ahead)
-and returns the epoch's running per-block losses, tracked by the driver's
-model.  After an epoch's last batch it drains the pipeline and brings the
-stages' weights and optimizer states into the driver's model, so validation,
-checkpoints and every `on_epoch_end` callback see the trained model.
+reads `model.steps_per_execution` batches (Keras' own knob: one Ray call per
+stage carries that many batches, which divides Ray's per-call overhead by
+it) and starts call n on every stage whose input is there (stage 0 the
+batches, stage k the object reference stage k-1 returned in call n-1).  It
+then waits for the stages' call n - `steps_ahead` (so that each stage always
+has its next call queued, and the driver runs at most that far ahead) and
+returns the epoch's running per-block losses and metrics, tracked by the
+driver's model.  Training metrics (e.g. accuracy) need each batch's
+prediction decoded by every block's h_i: the last stage decodes it through
+its own, then hands it back one stage per call, so a batch's metrics reach
+the driver 2 (stages - 1) calls after the batch.  After an epoch's last
+batch the engine drains the pipeline and brings the stages' weights and
+optimizer states into the driver's model, so validation, checkpoints and
+every `on_epoch_end` callback see the trained model.
 """
 
 import collections
 import math
+import re
 import time
 
 import keras
 import numpy as np
+from tensorflow.errors import OutOfRangeError
 
 from al_keras.distribute import ray_stage
 
@@ -36,13 +44,21 @@ class Engine:
         config = keras.saving.serialize_keras_object(model)
         config.pop("compile_config", None)  # Each stage makes its own optimizers.
         shape = tuple(next(iter(model._build_shapes_dict.values())))[1:]
+        self._forward = [None] * count  # Per stage: its last hand-over on,
+        self._backward = [None] * count  # and back (decoded predictions).
+        self._labels = collections.deque()  # (y, sample_weight) not yet scored.
+        self._inflight = collections.deque()  # Per call: [(stage, reference)].
         worker = ray.remote(ray_stage.StageWorker)
+        # Training metrics (e.g. accuracy) need each batch's decoded prediction.
+        self.decodes = bool(model._compile_metrics is not None
+                            and model._compile_metrics._user_metrics)
         self.stages = [
             worker.options(num_cpus=cpus, num_gpus=gpus).remote(
                 config, shape, keras.optimizers.serialize(model.optimizer), stage,
                 last=k == count - 1, threads=max(1, math.ceil(cpus)),
                 jit_compile=strategy.jit_compile,
-                on_nonfinite_loss=model.on_nonfinite_loss)
+                on_nonfinite_loss=model.on_nonfinite_loss,
+                decode_predictions=self.decodes)
             for k, stage in enumerate(blocks)]
         self.hosts = self._get([s.where.remote() for s in self.stages], "starting")
         strategy.stage_hosts = self.hosts
@@ -53,24 +69,38 @@ class Engine:
         self.busy = [0.0] * count
         self.steps_per_epoch = None
         self._step_in_epoch = 0
-        self._pending = [None] * count
-        self._inflight = collections.deque()  # Per step started: [(stage, stats)].
         self._wall_start = None
 
     # ------------------------------------------------------------- training
     def train_function(self, iterator):
-        """One training step of Keras' fit loop (replaces its compiled one)."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(next(iterator))
-        x, y = np.asarray(x), np.asarray(y)
-        sample_weight = (np.ones(len(x), "float32") if sample_weight is None
-                         else np.asarray(sample_weight, "float32").reshape(-1))
+        """One call of Keras' fit loop (replaces its compiled train function):
+        `model.steps_per_execution` batches (fewer at an epoch's end), which
+        each stage trains in one call, one after the other."""
+        batches = []
+        wanted = self.model.steps_per_execution
+        if self.steps_per_epoch:
+            wanted = min(wanted, self.steps_per_epoch - self._step_in_epoch)
+        for _ in range(max(1, wanted)):
+            try:
+                data = next(iterator)
+            except (StopIteration, OutOfRangeError):
+                if batches:
+                    break
+                raise StopIteration from None
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            x, y = np.asarray(x), np.asarray(y)
+            sample_weight = (np.ones(len(x), "float32") if sample_weight is None
+                             else np.asarray(sample_weight, "float32").reshape(-1))
+            batches.append((x, y, sample_weight))
         metrics = self.model._compile_metrics
         if metrics is not None and not metrics.built:
             # Keras builds them when it traces its own train function.
-            self.model._symbolic_build(data_batch=(x, y, sample_weight))
-        self._step((x, y, sample_weight))
-        self.model.optimizer.iterations.assign_add(1)
-        self._step_in_epoch += 1
+            self.model._symbolic_build(data_batch=batches[0])
+        if self.decodes:
+            self._labels.extend((y, w) for _, y, w in batches)
+        self._step(batches)
+        self.model.optimizer.iterations.assign_add(len(batches))
+        self._step_in_epoch += len(batches)
         if self.steps_per_epoch and self._step_in_epoch >= self.steps_per_epoch:
             self.finish_epoch()
         return self.logs()
@@ -79,47 +109,73 @@ class Engine:
         rate = self.model.optimizer.learning_rate
         return float(rate.numpy()) if isinstance(rate, keras.Variable) else None
 
-    def _step(self, batch):
-        rate, pending, started = self._learning_rate(), [None] * len(self.stages), []
+    def _step(self, batches):
+        """Starts one call on every stage that has work: stage 0 the new
+        batches, stage k what stage k-1 handed on in the previous call, and
+        (decoding) what stage k+1 handed back."""
+        rate, count, started = self._learning_rate(), len(self.stages), []
+        forward, backward = [None] * count, [None] * count
         for k, stage in enumerate(self.stages):
-            inputs = batch if k == 0 else self._pending[k - 1]
-            if inputs is None:
+            inputs = batches if k == 0 else self._forward[k - 1]
+            decoding = self._backward[k + 1] if k + 1 < count else None
+            if inputs is None and decoding is None:
                 continue
-            handed_on, stats = stage.step.options(num_returns=2).remote(inputs, rate)
-            if k + 1 < len(self.stages):
-                pending[k] = handed_on
-            else:  # None, but collected too: Ray reports a failed result never read.
+            handed_on, handed_back, stats = stage.step.options(num_returns=3).remote(
+                inputs, decoding, rate)
+            # A reference that carries nothing (None) is collected too: Ray
+            # reports a failed result that was never read.
+            if inputs is not None and k + 1 < count:
+                forward[k] = handed_on
+            else:
                 started.append((k, handed_on))
+            if self.decodes and k > 0 and (decoding is not None or (
+                    inputs is not None and k + 1 == count)):
+                backward[k] = handed_back
+            else:
+                started.append((k, handed_back))
             started.append((k, stats))
-        self._pending = pending
+        self._forward, self._backward = forward, backward
         self._inflight.append(started)
         while len(self._inflight) > self.strategy.steps_ahead:
             self._collect(self._inflight.popleft())
 
     def _collect(self, started):
-        trackers = zip(self.model.assoc_loss_trackers, self.model.ae_loss_trackers)
-        trackers = list(trackers)
+        trackers = list(zip(self.model.assoc_loss_trackers, self.model.ae_loss_trackers))
         for position, (k, reference) in enumerate(started):
             try:
                 stats = self._get(reference, "training", stage=k)
             except self._error:
                 self._discard(r for _, r in started[position + 1:])
                 raise
-            if stats is None:  # The last stage's (empty) hand-over.
+            if not isinstance(stats, dict):  # An end's (empty) hand-over.
                 continue
-            for row, index in enumerate(self.strategy.stage_blocks[k]):
-                for tracker, loss, applied in zip(trackers[index], stats["losses"][row],
-                                                  stats["applied"][row]):
-                    if applied:
-                        tracker.update_state(float(loss))
-                    else:
-                        self.model.skipped_updates_tracker.update_state(1.0)
-                self.examples[index] += stats["examples"]
             self.busy[k] += stats["busy_seconds"]
+            if stats.get("decoded"):
+                self._update_metrics(stats["decoded"])
+            if not stats["losses"]:
+                continue
+            losses, applied = np.stack(stats["losses"]), np.stack(stats["applied"])
+            for row, index in enumerate(self.strategy.stage_blocks[k]):
+                for column, tracker in enumerate(trackers[index]):
+                    done = applied[:, row, column]
+                    if done.any():
+                        tracker.update_state(losses[done, row, column])
+                    if not done.all():
+                        self.model.skipped_updates_tracker.update_state(
+                            np.ones(int((~done).sum()), "float32"))
+                self.examples[index] += stats["examples"]
+
+    def _update_metrics(self, decoded):
+        """The compiled metrics of the batches whose predictions came back."""
+        model = self.model
+        for t in decoded:
+            y, sample_weight = self._labels.popleft()
+            model.compute_metrics(None, y, model._scores(t), sample_weight)
 
     def drain(self):
-        """Runs the steps that finish the batches still in the pipeline."""
-        while any(p is not None for p in self._pending[:-1]):
+        """Runs the calls that finish the batches still in the pipeline (and
+        bring their decoded predictions back)."""
+        while any(r is not None for r in self._forward + self._backward):
             self._step(None)
         while self._inflight:
             self._collect(self._inflight.popleft())
@@ -131,13 +187,9 @@ class Engine:
         self._step_in_epoch = 0
 
     def logs(self):
-        """The epoch's running local losses (the driver's loss trackers)."""
-        model = self.model
-        tracked = [model.total_loss_tracker, *model.assoc_loss_trackers,
-                   *model.ae_loss_trackers]
-        if model.on_nonfinite_loss == "skip":
-            tracked.append(model.skipped_updates_tracker)
-        return {m.name: float(m.result()) for m in tracked}
+        """The epoch's running local losses and training metrics, as the
+        driver's model tracks them."""
+        return {name: float(value) for name, value in self.model.get_metrics_result().items()}
 
     # ---------------------------------------------------------------- state
     def _parts(self, index):
@@ -165,24 +217,23 @@ class Engine:
             try:
                 results.append(self.ray.get(reference))
             except self.ray.exceptions.RayError as e:
-                host = (f" on {self.hosts[k][0]} (pid {self.hosts[k][1]})"
-                        if getattr(self, "hosts", None) else "")
+                host = (f" on {self.hosts[k][0]} (pid {self.hosts[k][1]}, Ray node "
+                        f"{self.hosts[k][2][:8]})" if getattr(self, "hosts", None) else "")
                 blocks = ", ".join(str(b + 1) for b in self.strategy.stage_blocks[k])
-                cause = getattr(e, "cause", None) or e  # A task's own exception.
-                lines = str(cause).strip().splitlines()
                 self._discard()
-                raise self._error(
-                    f"Stage {k} (blocks {blocks}){host} failed while {doing}: "
-                    f"{type(cause).__name__}: {lines[-1] if lines else ''}") from e
+                raise self._error(f"Stage {k} (blocks {blocks}){host} failed while "
+                                  f"{doing}: {_reason(e, self.ray)}") from e
         return results if many else results[0]
 
     def _discard(self, also=()):
         """Collects the results still in flight after a stage failed, so that
         Ray does not report each failed one again when the process exits."""
         references = list(also) + [r for step in self._inflight for _, r in step]
-        references += [p for p in self._pending if p is not None]
+        references += [r for r in self._forward + self._backward if r is not None]
         self._inflight.clear()
-        self._pending = [None] * len(self._pending)
+        self._forward = [None] * len(self.stages)
+        self._backward = [None] * len(self.stages)
+        self._labels.clear()
         for reference in references:
             try:
                 self.ray.get(reference, timeout=10)
@@ -196,6 +247,19 @@ class Engine:
         for stage in getattr(self, "stages", []):
             self.ray.kill(stage)
         self.stages = []
+
+
+def _reason(error, ray):
+    """Why a stage failed, in one line: the task's own exception, or Ray's."""
+    if isinstance(error, ray.exceptions.OutOfMemoryError):
+        used = re.search(r"was ([\d.]+GB) used / ([\d.]+GB) limit", str(error))
+        return ("out of memory: Ray's memory monitor killed it" + (
+            f" (the node used {used.group(1)} of {used.group(2)}, above "
+            "RAY_memory_usage_threshold)" if used else "") + "; give it smaller "
+            "batches, fewer stages on that node, or a node with more memory.")
+    cause = getattr(error, "cause", None) or error  # A task's own exception.
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
 class _EpochSync(keras.callbacks.Callback):

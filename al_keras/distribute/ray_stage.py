@@ -31,10 +31,14 @@ class StageWorker:
             (0: TensorFlow's default).
         jit_compile: compile the stage's step with XLA.
         on_nonfinite_loss: `"stop"` or `"skip"`, as `ALModel.compile`.
+        decode_predictions: decode each batch's prediction `b_L(s_L)` back
+            through the stages' h_i (last stage first), for the driver's
+            training metrics (e.g. accuracy).
     """
 
     def __init__(self, model_config, input_shape, optimizer_config, blocks, last,
-                 threads=1, jit_compile=True, on_nonfinite_loss="stop"):
+                 threads=1, jit_compile=True, on_nonfinite_loss="stop",
+                 decode_predictions=False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
@@ -72,13 +76,21 @@ class StageWorker:
         def train(s, t, sample_weight):
             losses, applied = [], []
             for index in self.blocks:
-                s, t, _, assoc, ae, done = model._train_block(
+                s, t, prediction, assoc, ae, done = model._train_block(
                     index, s, t, sample_weight, self.optimizers[index])
                 losses.append(tf.stack([assoc, ae]))
                 applied.append(done)
-            return s, t, tf.stack(losses), tf.stack(applied)
+            return s, t, prediction, tf.stack(losses), tf.stack(applied)
 
         self._step = tf.function(train, jit_compile=jit_compile, reduce_retracing=True)
+
+        def decode(t):  # h_i of this stage's blocks, last block first.
+            for index in reversed(self.blocks):
+                t = model.blocks[index].label_decoder(t, training=False)
+            return t
+
+        self._decode = tf.function(decode, jit_compile=jit_compile, reduce_retracing=True)
+        self.decodes = bool(decode_predictions)
 
     def _follow(self, learning_rate):
         """Sets the block optimizers' rate from the driver's float rate."""
@@ -89,32 +101,50 @@ class StageWorker:
             ae.learning_rate = learning_rate * self.model.ae_lr_multiplier
         self._learning_rate = learning_rate
 
-    def step(self, inputs, learning_rate=None):
-        """Trains this stage's blocks on one batch.
+    def step(self, batches, decoding=None, learning_rate=None):
+        """Trains this stage's blocks on a run of batches, one after the other.
 
         Args:
-            inputs: `(x, y, sample_weight)` for the first stage, the previous
-                stage's `(s, t, sample_weight)` otherwise (numpy arrays).
+            batches: a list of `(x, y, sample_weight)` for the first stage,
+                of the previous stage's `(s, t, sample_weight)` otherwise
+                (numpy arrays); or None (nothing to train: the pipeline
+                drains).
+            decoding: with `decode_predictions`, the next stage's partly
+                decoded predictions of earlier batches (a list of arrays),
+                which this stage decodes on with its own h_i; or None.
             learning_rate: the driver's float learning rate, or None (a
                 schedule, which each block optimizer follows by its own steps).
 
         Returns:
-            `(handed_on, stats)`: `(s, t, sample_weight)` for the next stage
-            (None from the last stage), and `{"losses": (blocks, 2) [assoc, ae],
-            "applied": (blocks, 2) bools, "examples": n, "busy_seconds": ...}`.
+            `(handed_on, handed_back, stats)`: the `(s, t, sample_weight)` of
+            each batch for the next stage (None from the last stage); the
+            decoded predictions for the previous stage (None from the first
+            one, whose fully decoded ones are `stats["decoded"]`); and
+            `{"losses": (batches, blocks, 2) [assoc, ae], "applied": the
+            same shape, bools, "examples": n, "busy_seconds": ...}`.
         """
         start = time.perf_counter()
         self._follow(learning_rate)
-        first, second, sample_weight = inputs
-        if self.first:  # (x, y, w): the label side starts from one_hot(y).
-            second = self._labels.to_one_hot(second, self.model.num_classes,
-                                             validate=False)
-        s, t, losses, applied = self._step(first, second, sample_weight)
-        handed_on = None if self.last else (s.numpy(), t.numpy(), sample_weight)
-        stats = {"losses": losses.numpy(), "applied": applied.numpy(),
-                 "examples": int(len(sample_weight)),
+        handed_on, losses, applied, examples = [], [], [], 0
+        decoded = [self._decode(t).numpy() for t in decoding or ()]
+        for first, second, sample_weight in batches or ():
+            if self.first:  # (x, y, w): the label side starts from one_hot(y).
+                second = self._labels.to_one_hot(second, self.model.num_classes,
+                                                 validate=False)
+            s, t, prediction, loss, done = self._step(first, second, sample_weight)
+            if not self.last:
+                handed_on.append((s.numpy(), t.numpy(), sample_weight))
+            elif self.decodes:  # b_L(s_L), decoded by the last stage's h_i.
+                decoded.append(self._decode(prediction).numpy())
+            losses.append(loss.numpy())
+            applied.append(done.numpy())
+            examples += len(sample_weight)
+        stats = {"losses": losses, "applied": applied, "examples": examples,
                  "busy_seconds": time.perf_counter() - start}
-        return handed_on, stats
+        handed_back = decoded or None
+        if self.first and self.decodes:
+            stats["decoded"], handed_back = decoded, None
+        return (handed_on if batches and not self.last else None), handed_back, stats
 
     # ------------------------------------------------------------------ state
     def _variables(self, index):

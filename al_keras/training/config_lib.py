@@ -57,6 +57,10 @@ SCHEMA = {
     "pipeline": (bool, "distribute=blocks: pipeline the blocks (else run them "
                        "one after the other on their devices)"),
     "export": (bool, "write saved_model/ at the end"),
+    "steps_per_execution": (int, "batches per call of the train step (Keras'; "
+                                 "with distribute=ray, batches per Ray call of "
+                                 "each stage, which divides Ray's per-call cost; "
+                                 "batch-level logs come every N batches)"),
     "jit_compile": (bool, "compile the train step with XLA (about 2x faster "
                           "for AL on CPU; with distribute=none only)"),
     "dtype_policy": (str, f"one of {DTYPE_POLICIES}: Keras' mixed precision "
@@ -90,6 +94,7 @@ DEFAULTS = {
     "cpus_per_stage": 0.0,
     "gpus_per_stage": 0.0,
     "export": True,
+    "steps_per_execution": 1,
     "jit_compile": True,
     "dtype_policy": "float32",
     "check_data": True,
@@ -295,6 +300,7 @@ def validate(config):
         check(config.method == "al", "distribute",
               f"{config.distribute!r} places the blocks of an AL model; the BP twin "
               "has none (use 'mirrored')")
+    check(config.steps_per_execution >= 1, "steps_per_execution", "must be >= 1")
     check(config.num_stages >= 0, "num_stages", "must be >= 0 (0: automatic)")
     check(config.cpus_per_stage >= 0, "cpus_per_stage", "must be >= 0 (0: automatic)")
     check(config.gpus_per_stage >= 0, "gpus_per_stage", "must be >= 0")
