@@ -122,17 +122,12 @@ class BlockTimer:
 
     def time_blocks(self, batch, calls, warmup=2):
         """Per block: the seconds of `calls` steps, and the bytes handed on."""
-        import inspect
-
         rows, inputs = [], batch
         for stage in self.stages:
-            batched = "batches" in inspect.signature(stage.step).parameters
 
-            def step(inputs, stage=stage, batched=batched):
-                if batched:  # step(batches, decoding, learning_rate)
-                    handed_on, _, _ = stage.step([inputs], None, 1e-3)
-                    return handed_on and handed_on[0]
-                return stage.step(inputs, 1e-3)[0]
+            def step(inputs, stage=stage):  # One batch a call.
+                handed_on, _, _ = stage.step([inputs], None, 1e-3)
+                return handed_on and handed_on[0]
 
             for _ in range(warmup):
                 handed_on = step(inputs)

@@ -200,14 +200,19 @@ def test_an_unreachable_ray_address_is_one_line_in_seconds(tmp_path):
     assert time.time() - start < 60
 
 
-@pytest.mark.slow
-def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path):
-    out = tmp_path / "two_nodes.json"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_two_nodes.py"), str(out)],
+def _script_result(script, tmp_path, *args):
+    """Runs tests/`script` OUTPUT.json *args in a process of its own; its JSON."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, os.path.join(HERE, script), str(out), *args],
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path):
+    result = _script_result("ray_two_nodes.py", tmp_path)
     assert len(set(result["stage_nodes"])) == 2  # one stage on each node
     assert result["examples_trained"] == [2 * result["num_train"]] * 2
     assert result["val_accuracy"] > 0.3  # chance: 0.1
@@ -215,12 +220,7 @@ def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path)
 
 @pytest.mark.slow
 def test_a_node_that_leaves_stops_fit_naming_its_stage_and_loses_nothing(tmp_path):
-    out = tmp_path / "left.json"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_two_nodes.py"), str(out),
-                           "leave"], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = _script_result("ray_two_nodes.py", tmp_path, "leave")
     stage = result["stage_nodes"].index(result["worker_node"])
     assert re.match(rf"Stage {stage} \(blocks {stage + 1}\) on \S+ \(pid \d+, Ray node "
                     r"[0-9a-f]{8}\) failed while ", result["error"] or ""), result
@@ -230,12 +230,7 @@ def test_a_node_that_leaves_stops_fit_naming_its_stage_and_loses_nothing(tmp_pat
 
 @pytest.mark.slow
 def test_a_stage_out_of_memory_stops_fit_in_one_line_and_loses_nothing(tmp_path):
-    out = tmp_path / "oom.json"
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "ray_stage_oom.py"), str(out)],
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = _script_result("ray_stage_oom.py", tmp_path)
     assert re.match(r"Stage [01] \(blocks [12]\) on \S+ \(pid \d+, Ray node [0-9a-f]{8}\) "
                     r"failed while training: out of memory: Ray's memory monitor killed it "
                     r"\(the node used [\d.]+GB of [\d.]+GB", result["error"] or ""), result
