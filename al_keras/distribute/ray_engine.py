@@ -47,7 +47,7 @@ class Engine:
         self._forward = [None] * count  # Per stage: its last hand-over on,
         self._backward = [None] * count  # and back (decoded predictions).
         self._labels = collections.deque()  # (y, sample_weight) not yet scored.
-        self._inflight = collections.deque()  # Per call: [(stage, reference)].
+        self._inflight = collections.deque()  # Per call: (results, passed on).
         worker = ray.remote(ray_stage.StageWorker)
         # Training metrics (e.g. accuracy) need each batch's decoded prediction.
         self.decodes = bool(model._compile_metrics is not None
@@ -113,13 +113,17 @@ class Engine:
         """Starts one call on every stage that has work: stage 0 the new
         batches, stage k what stage k-1 handed on in the previous call, and
         (decoding) what stage k+1 handed back."""
-        rate, count, started = self._learning_rate(), len(self.stages), []
+        rate, count, started, passed = self._learning_rate(), len(self.stages), [], []
         forward, backward = [None] * count, [None] * count
         for k, stage in enumerate(self.stages):
             inputs = batches if k == 0 else self._forward[k - 1]
             decoding = self._backward[k + 1] if k + 1 < count else None
             if inputs is None and decoding is None:
                 continue
+            # What a stage hands to another is never read here; after a
+            # failure it is (`_discard`), so that Ray reports no error twice.
+            passed += [(k - 1, inputs)] if k > 0 and inputs is not None else []
+            passed += [(k + 1, decoding)] if decoding is not None else []
             handed_on, handed_back, stats = stage.step.options(num_returns=3).remote(
                 inputs, decoding, rate)
             # A reference that carries nothing (None) is collected too: Ray
@@ -135,17 +139,19 @@ class Engine:
                 started.append((k, handed_back))
             started.append((k, stats))
         self._forward, self._backward = forward, backward
-        self._inflight.append(started)
+        self._inflight.append((started, passed))
         while len(self._inflight) > self.strategy.steps_ahead:
-            self._collect(self._inflight.popleft())
+            self._collect(*self._inflight.popleft())
 
-    def _collect(self, started):
+    def _collect(self, started, passed=()):
+        """Reads one call's results (`started`) into the trackers and metrics."""
         trackers = list(zip(self.model.assoc_loss_trackers, self.model.ae_loss_trackers))
         for position, (k, reference) in enumerate(started):
             try:
                 stats = self._get(reference, "training", stage=k)
             except self._error:
-                self._discard(r for _, r in started[position + 1:])
+                self._discard([r for _, r in started[position + 1:]]
+                              + [r for _, r in passed])
                 raise
             if not isinstance(stats, dict):  # An end's (empty) hand-over.
                 continue
@@ -178,7 +184,7 @@ class Engine:
         while any(r is not None for r in self._forward + self._backward):
             self._step(None)
         while self._inflight:
-            self._collect(self._inflight.popleft())
+            self._collect(*self._inflight.popleft())
 
     def finish_epoch(self):
         """Drains the pipeline and brings the stages' state to the driver."""
@@ -228,7 +234,8 @@ class Engine:
     def _discard(self, also=()):
         """Collects the results still in flight after a stage failed, so that
         Ray does not report each failed one again when the process exits."""
-        references = list(also) + [r for step in self._inflight for _, r in step]
+        references = list(also) + [r for started, passed in self._inflight
+                                   for _, r in started + passed]
         references += [r for r in self._forward + self._backward if r is not None]
         self._inflight.clear()
         self._forward = [None] * len(self.stages)
