@@ -101,11 +101,15 @@ class ExitsMixin:
 
     def _decode(self, prediction, exit):
         """h_exit ... h_1 applied to a bridge output; returns probabilities."""
-        t = prediction
-        for index in reversed(range(exit)):
+        return self._scores(self._decode_through(prediction, reversed(range(exit))))
+
+    def _decode_through(self, t, indices):
+        """`t` decoded by the h_i of blocks `indices`, in that order (each on
+        its block's device)."""
+        for index in indices:
             with self._placement.device(index):
                 t = self.blocks[index].label_decoder(t, training=False)
-        return self._scores(t)
+        return t
 
     def _scores(self, decoded):
         """Class probabilities from the output of h_1."""

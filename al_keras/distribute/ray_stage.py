@@ -84,12 +84,9 @@ class StageWorker:
 
         self._step = tf.function(train, jit_compile=jit_compile, reduce_retracing=True)
 
-        def decode(t):  # h_i of this stage's blocks, last block first.
-            for index in reversed(self.blocks):
-                t = model.blocks[index].label_decoder(t, training=False)
-            return t
-
-        self._decode = tf.function(decode, jit_compile=jit_compile, reduce_retracing=True)
+        self._decode = tf.function(  # h_i of this stage's blocks, last block first.
+            lambda t: model._decode_through(t, reversed(self.blocks)),
+            jit_compile=jit_compile, reduce_retracing=True)
         self.decodes = bool(decode_predictions)
 
     def _follow(self, learning_rate):
