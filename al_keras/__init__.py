@@ -6,7 +6,8 @@ Auto-encoders and Target Propagation", Neural Computation 33(1), 2021).
 
 Where things live:
 
-* `al_keras.core` -- the layers, `ALModel` (its local losses in
+* `al_keras.core` -- the layers (the text models' sequence layers in
+  `core/sequence.py`), `ALModel` (its local losses in
   `core/local_training.py`, its exits in `core/exits.py`), `BPModel`;
 * `al_keras.models` -- the model zoo (`get`, `associate`, `bp_twin`) and its
   backbones;
@@ -28,6 +29,12 @@ from al_keras.core.labels import ClassificationCrossentropy
 from al_keras.core.layers import Bridge, FeaturePooling, LabelDecoder, LabelEncoder
 from al_keras.core.nonfinite import NonFiniteLossError
 from al_keras.core.schedules import OriginalSchedule, ScaledSchedule
+from al_keras.core.sequence import (
+    MaskedSequence,
+    SequencePooling,
+    TokenAndPositionEmbedding,
+    TransformerEncoder,
+)
 from al_keras.distribute import pipeline_simulator
 from al_keras.models import associate, backbones, bp_twin
 from al_keras.models.backbones import ResidualUnit
@@ -42,10 +49,14 @@ __all__ = [
     "InputDataError",
     "LabelDecoder",
     "LabelEncoder",
+    "MaskedSequence",
     "NonFiniteLossError",
     "OriginalSchedule",
     "ResidualUnit",
     "ScaledSchedule",
+    "SequencePooling",
+    "TokenAndPositionEmbedding",
+    "TransformerEncoder",
     "associate",
     "backbones",
     "bp_twin",

@@ -48,9 +48,18 @@ def _train_py(args, cwd, env=None):
     (["--config.batch_size=0"], "train.py: config.batch_size=0 is invalid: must be >= 1."),
     (["--config.epochs=-1"], "train.py: config.epochs=-1 is invalid: must be >= 0."),
     (["--config.dataset=imagenet"], "train.py: config.dataset='imagenet' is invalid: one "
-     "of ('digits', 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'tiny_imagenet')."),
+     "of ('digits', 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'tiny_imagenet', "
+     "'wordnet', 'ag_news', 'imdb', 'sst2', 'dbpedia')."),
     (["--config.model=resnet50"], "train.py: config.model='resnet50' is invalid: one of "
-     "('mlp', 'cnn', 'vgg', 'resnet20', 'resnet32')."),
+     "('mlp', 'cnn', 'vgg', 'resnet20', 'resnet32', 'lstm', 'transformer')."),
+    (["--config=configs/wordnet.py", "--config.model=cnn"], "train.py: config.model='cnn' "
+     "cannot read config.dataset='wordnet': text sets (wordnet, ag_news, imdb, sst2, "
+     "dbpedia) take the text models (lstm, transformer), image sets the others."),
+    (["--config=configs/wordnet.py:smoke", "--config.data_dir=/"], "train.py: data_dir '/' "
+     "holds no data.noun: give the folder of WordNet 3.0's data files (e.g. "
+     "/usr/share/wordnet)."),
+    (["--config=configs/wordnet.py:smoke", "--config.sequence_length=0"],
+     "train.py: config.sequence_length=0 is invalid: must be >= 1."),
     (["--config.method=dfa"], "train.py: config.method='dfa' is invalid: one of ('al', 'bp')."),
     (["--config=configs/digits.py:method=dfa"], "train.py: "
      "--config=configs/digits.py:method=dfa: Unknown method 'dfa'; expected one of "

@@ -15,7 +15,9 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 # One example's shape and the classes of each dataset.
 SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10),
           "fashion_mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-          "cifar100": ((32, 32, 3), 100), "tiny_imagenet": ((64, 64, 3), 200)}
+          "cifar100": ((32, 32, 3), 100), "tiny_imagenet": ((64, 64, 3), 200),
+          "wordnet": ((32,), 26), "ag_news": ((128,), 4), "imdb": ((256,), 2),
+          "sst2": ((128,), 2), "dbpedia": ((128,), 14)}
 
 
 def load_config_module(name):
@@ -26,8 +28,7 @@ def _variants():
     """Every (config, model, method); the fast tier takes the first config of
     each (model, method), the slow tier the repeats on other datasets."""
     seen = set()
-    for name in ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
-                 "tiny_imagenet"):
+    for name in SHAPES:
         module = load_config_module(name)
         model_names = getattr(module, "MODELS", None) or ("mlp", "cnn")
         for model in model_names:
@@ -54,12 +55,18 @@ def test_config_builds_validates_and_trains_one_step(name, arg):
         # The original bridges of these models hold up to 10^8 weights: one
         # step of them is the same code with bigger numbers; keep CI fast.
         options["bridge_multiplier"] = 0
+    text = config.model in ("lstm", "transformer")
+    if text:  # The data's vectorizer gives the vocabulary size.
+        assert shape == (config.sequence_length,) and options["vocab_size"] is None
+        options["vocab_size"] = 50
     model = al_keras.models.get(config.model, input_shape=shape, num_classes=classes,
                                 method=config.method, **options)
     # Eagerly: tracing the step of a 4-block ResNet-32 costs more than one step.
     model.compile(optimizer=keras.optimizers.Adam(config.lr), metrics=["accuracy"],
                   run_eagerly=True)
     x = np.random.default_rng(0).random((2,) + shape).astype("float32")
+    if text:
+        x = np.random.default_rng(0).integers(0, 50, (2,) + shape).astype("int32")
     y = np.array([0, classes - 1])
     logs = model.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"])
@@ -84,6 +91,24 @@ def test_smoke_variant_is_small(name):
     config = load_config_module(name).get_config("smoke")
     config_lib.validate(config)
     assert config.epochs == 1 and 0 < config.max_train_examples <= 256
+
+
+def test_text_configs_have_the_iclr_2022_settings():
+    lstm = load_config_module("ag_news").get_config("model=lstm,method=al")
+    options = lstm.model_options
+    assert (options.embedding_dim, options.lstm_units, options.label_units) == (300, 256, 128)
+    assert (options.activation, options.output_loss, options.sequence_pooling) == (
+        "tanh", "categorical_crossentropy", "mean")
+    assert (lstm.lr, lstm.vocab_size, lstm.lr_schedule) == (1e-3, 30000, "constant")
+    transformer = load_config_module("imdb").get_config("model=transformer,method=bp")
+    assert (transformer.model_options.num_heads, transformer.sequence_length) == (6, 256)
+    assert transformer.model_options.sequence_pooling == "mean"
+    wordnet = load_config_module("wordnet").get_config("model=lstm,method=al")
+    assert (wordnet.sequence_length, wordnet.epochs, wordnet.batch_size) == (32, 10, 128)
+    mixed = load_config_module("wordnet").get_config()
+    mixed.model = "cnn"
+    with pytest.raises(ValueError, match="text sets .* take the text models"):
+        config_lib.validate(mixed)
 
 
 def test_original_settings():

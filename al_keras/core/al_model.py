@@ -15,6 +15,7 @@ from al_keras.core import exits as exits_lib
 from al_keras.core import input_checks, keras_compat, local_training, nonfinite
 from al_keras.core import labels as labels_lib
 from al_keras.core import optimizers as optimizers_lib
+from al_keras.core import sequence as sequence_lib
 from al_keras.core.block import AssociatedBlock
 from al_keras.distribute import pipeline as pipeline_lib
 
@@ -81,6 +82,11 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             both local losses of that block.
         ae_lr_multiplier: float > 0, learning rate of the auto-encoder
             optimizers relative to `model.optimizer`'s.
+        preprocessor: optional Keras layer from raw inputs to the model's
+            inputs, e.g. an adapted `keras.layers.TextVectorization` (strings
+            to token ids).  It is not part of `call` (it runs in the input
+            pipeline); it is saved with the model, and `export()` serves
+            raw inputs through it.
         **kwargs: `keras.Model` arguments (`name`, ...).
 
     Call arguments:
@@ -112,9 +118,15 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         output_loss="mse",
         loss_weights=None,
         ae_lr_multiplier=2.0,
+        preprocessor=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Out of Keras' tracking: a TextVectorization among the model's layers
+        # would turn XLA off (Keras' model_supports_jit); its vocabulary is
+        # in its config, which get_config carries.
+        self._preprocessor = keras_compat.Untracked(
+            sequence_lib.check_preprocessor(preprocessor))
         blocks = [
             keras.saving.deserialize_keras_object(b) if isinstance(b, dict) else b
             for b in blocks
@@ -301,7 +313,20 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             loss_weights=list(self.loss_weights),
             ae_lr_multiplier=self.ae_lr_multiplier,
         )
+        if self.preprocessor is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(
+                self.preprocessor)
         return config
+
+    @property
+    def preprocessor(self):
+        """The layer from raw inputs to the model's inputs, or None."""
+        return self._preprocessor.value
+
+    @property
+    def vocabulary_size(self):
+        """The number of token ids block 1 embeds (None: not a text model)."""
+        return sequence_lib.vocabulary_size(self.blocks[0].encoder)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -43,6 +43,9 @@ class AssociatedBlock(keras.layers.Layer):
         bridge_pool_size: the bridge's `pool_size`: 0 (the original)
             flattens a convolutional `s_i` whole, k > 0 average-pools it to
             to k x k first (see `FeaturePooling`).
+        bridge_sequence_pooling: None, or `"mean"` / `"last"` for a text
+            block, whose `s_i` is a masked sequence: the bridge pools it
+            over the tokens first (see `SequencePooling`).
         kernel_initializer: initializer of g, h and b, default `"he_normal"`.
         kernel_regularizer: optional regularizer of g, h and b.
         decoder_bias_initializer: initializer of h's bias (default zeros).
@@ -83,6 +86,7 @@ class AssociatedBlock(keras.layers.Layer):
         kernel_regularizer=None,
         decoder_bias_initializer="zeros",
         bridge_pool_size=0,
+        bridge_sequence_pooling=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,6 +107,7 @@ class AssociatedBlock(keras.layers.Layer):
         )
         self.bridge_multiplier = bridge_multiplier
         self.bridge_pool_size = bridge_pool_size
+        self.bridge_sequence_pooling = bridge_sequence_pooling
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         common = dict(
@@ -117,6 +122,7 @@ class AssociatedBlock(keras.layers.Layer):
             label_units,
             hidden_multiplier=bridge_multiplier,
             pool_size=bridge_pool_size,
+            sequence_pooling=bridge_sequence_pooling,
             activation=activation,
             name="bridge",
             **common,
@@ -181,5 +187,6 @@ class AssociatedBlock(keras.layers.Layer):
                 self.decoder_bias_initializer
             ),
             bridge_pool_size=self.bridge_pool_size,
+            bridge_sequence_pooling=self.bridge_sequence_pooling,
         )
         return config

@@ -3,7 +3,8 @@
 import keras
 
 from al_keras.core import export as export_lib
-from al_keras.core import input_checks, nonfinite
+from al_keras.core import input_checks, keras_compat, nonfinite
+from al_keras.core import sequence as sequence_lib
 from al_keras.core.labels import ClassificationCrossentropy, check_num_classes
 from al_keras.core.layers import FeaturePooling
 
@@ -35,6 +36,13 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
             the AL model does (see `al_keras.FeaturePooling`).
         head_activation: activation of the head's hidden layers (`"relu"`,
             as the original BP baselines).
+        sequence_pooling: None, or `"mean"` / `"last"` for a text model
+            (encoders handing on masked sequences, see
+            `al_keras.MaskedSequence`): the head first pools the last
+            encoder's sequence over its tokens, as the AL model's bridge.
+        preprocessor: optional Keras layer from raw inputs to the model's
+            inputs (see `ALModel`), saved with the model; `export()` serves
+            raw inputs through it.
         kernel_initializer: of the head, default `"he_normal"`.
         kernel_regularizer: optional regularizer of the head.
         **kwargs: `keras.Model` arguments.
@@ -63,9 +71,14 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
         kernel_initializer="he_normal",
         kernel_regularizer=None,
         bridge_pool_size=0,
+        sequence_pooling=None,
+        preprocessor=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._preprocessor = keras_compat.Untracked(
+            sequence_lib.check_preprocessor(preprocessor))
+        self.sequence_pooling = sequence_pooling
         encoders = [
             keras.saving.deserialize_keras_object(e) if isinstance(e, dict) else e
             for e in encoders
@@ -100,8 +113,10 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
             kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.kernel_regularizer,
         )
-        self.head = [FeaturePooling(bridge_pool_size, name="head_pool")
-                     ] if bridge_pool_size else []
+        self.head = [sequence_lib.SequencePooling(
+            sequence_pooling, name="head_sequence_pool")] if sequence_pooling else []
+        if bridge_pool_size:
+            self.head.append(FeaturePooling(bridge_pool_size, name="head_pool"))
         self.head.append(keras.layers.Flatten(name="head_flatten"))
         self.head += [
             keras.layers.Dense(w, name=f"head_dense_{i}", **dense)
@@ -174,8 +189,18 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
             verbose=verbose,
         )
 
+    @property
+    def preprocessor(self):
+        """The layer from raw inputs to the model's inputs, or None."""
+        return self._preprocessor.value
+
+    @property
+    def vocabulary_size(self):
+        """The number of token ids the first encoder embeds (None: not text)."""
+        return sequence_lib.vocabulary_size(self.encoders[0])
+
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
@@ -194,3 +219,9 @@ class BPModel(input_checks.CheckedDataMixin, keras.Model):
                 self.kernel_regularizer
             ),
         }
+        if self.sequence_pooling is not None:
+            config["sequence_pooling"] = self.sequence_pooling
+        if self.preprocessor is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(
+                self.preprocessor)
+        return config

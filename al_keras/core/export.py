@@ -17,11 +17,17 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         endpoints: dict name -> function of one input batch returning class
             probabilities.  The first one is also `serving_default`.
         input_signature: optional `tf.TensorSpec` of the input; default: the
-            model's built input shape with a free batch size, float32, named
-            `inputs`.
+            model's built input shape with a free batch size, float32 (int32
+            token ids for a text model), named `inputs`; for a model with a
+            `TextVectorization` preprocessor, strings `(batch,)` named `text`.
         overwrite: replace an existing `filepath`; otherwise an existing one
             raises `FileExistsError`.
         verbose: print the endpoints written.
+
+    A model with a preprocessor gets each endpoint on raw inputs (the
+    preprocessor first) and one more signature, `token_ids`: the first
+    endpoint on the model's own inputs (e.g. for TFLite, which cannot run
+    string ops without the Flex delegate).
 
     The SavedModel is written next to `filepath` and moved there when
     complete, so an interrupted export leaves no partial `filepath` (and,
@@ -33,16 +39,27 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
             f"Export directory {filepath!r} already exists; pass "
             "overwrite=True to replace it, or choose another path."
         )
+    preprocessor = getattr(model, "preprocessor", None)
     if input_signature is None:
-        input_signature = input_spec(model)
+        input_signature = (preprocessor_spec(preprocessor) if preprocessor is not None
+                           else input_spec(model))
     if isinstance(input_signature, (list, tuple)):
         (input_signature,) = input_signature
+    first = next(iter(endpoints.values()))
+    if preprocessor is not None:  # Raw inputs in: the preprocessor runs first.
+        endpoints = {name: (lambda raw, fn=fn: fn(preprocessor(raw)))
+                     for name, fn in endpoints.items()}
     archive = keras.export.ExportArchive()
     archive.track(model)
+    if preprocessor is not None:
+        archive.track(preprocessor)  # Its lookup tables.
     for name, fn in endpoints.items():
         archive.add_endpoint(
             name, _named_output(fn), input_signature=[input_signature]
         )
+    if preprocessor is not None:
+        archive.add_endpoint("token_ids", _named_output(first), input_signature=[
+            input_spec(model)])
     partial = f"{filepath}.partial-{os.getpid()}"
     if os.path.exists(partial):  # Left by an interrupted export with our pid.
         shutil.rmtree(partial)
@@ -63,6 +80,16 @@ def _named_output(fn):
     return serve
 
 
+def preprocessor_spec(preprocessor):
+    """`tf.TensorSpec` of a preprocessor's raw input: strings `(batch,)` named
+    `text` for a `TextVectorization`."""
+    if isinstance(preprocessor, keras.layers.TextVectorization):
+        return tf.TensorSpec((None,), tf.string, name="text")
+    raise ValueError(
+        f"Exporting a model with a {type(preprocessor).__name__} preprocessor needs "
+        "input_signature=tf.TensorSpec(...) of its raw input.")
+
+
 def input_spec(model):
     """`tf.TensorSpec` of the model's input, from the shape it was built on."""
     shapes = getattr(model, "_build_shapes_dict", None) or {}
@@ -72,4 +99,5 @@ def input_spec(model):
             "Build the model (call it on data, fit it, or model.build(shape)) "
             "before exporting, or pass input_signature."
         )
-    return tf.TensorSpec((None,) + tuple(shape)[1:], tf.float32, name="inputs")
+    dtype = tf.int32 if getattr(model, "vocabulary_size", None) else tf.float32
+    return tf.TensorSpec((None,) + tuple(shape)[1:], dtype, name="inputs")

@@ -4,7 +4,8 @@
 (`CheckedDataMixin`):
 
 * arrays and tensors are checked whole, before training starts: input
-  shape, number of examples (not 0), finite features, labels that are
+  shape, number of examples (not 0), finite features, token ids of a text
+  model in `[0, vocabulary_size)`, labels that are
   class ids in `[0, num_classes)` (integers, or floats with integer values)
   or one-hot rows `(batch, num_classes)`;
 * a `tf.data.Dataset` is checked statically (element shapes, an empty
@@ -51,6 +52,7 @@ class DataCheck:
         self.num_classes = model.num_classes
         self.caller = caller
         self.model_name = model.name
+        self.vocabulary_size = getattr(model, "vocabulary_size", None)
 
     # ------------------------------------------------------- static checks
     def check_shape(self, shape):
@@ -91,6 +93,14 @@ class DataCheck:
                 f"{self.caller}: input features hold NaN or Inf ({{}} of them); "
                 "clean the data, or pass check_data=False to skip this check.",
                 tf.reduce_sum(tf.cast(~finite, tf.int64)))))
+        if self.vocabulary_size:
+            ids = tf.cast(tf.reshape(x, [-1]), tf.float64)
+            bad = (ids < 0) | (ids >= self.vocabulary_size) | (ids != tf.round(ids))
+            checks.append(_check(~tf.reduce_any(bad), lambda: _message(
+                f"{self.caller}: token ids must be integers in [0, "
+                f"{self.vocabulary_size}) (the model's vocabulary; 0 is padding), "
+                "found {}. Vectorize the text with the model's preprocessor.",
+                tf.boolean_mask(ids, bad)[0])))
         if y is not None and not labels_lib.is_one_hot(y, self.num_classes):
             ids = tf.reshape(y, [-1])
             if ids.dtype.is_floating:

@@ -264,6 +264,11 @@ class Bridge(keras.layers.Layer):
             of `units` (5 in the original code).
         pool_size: int >= 0, the side of the pooled map; 0 (default, as the
             original) flattens the whole map.
+        sequence_pooling: None (default), or for a text block's masked
+            sequence `(batch, T, d + 1)` (see `al_keras.MaskedSequence`)
+            `"mean"` (the mean over the tokens) or `"last"` (the last
+            token's features): `al_keras.SequencePooling`, before the
+            Dense layers.
         activation: `"sigmoid"` (default), `"tanh"`, `"elu"` or `"relu"`.
         kernel_initializer: initializer of the kernels, default `"he_normal"`.
         kernel_regularizer: optional regularizer of the kernels.
@@ -294,10 +299,18 @@ class Bridge(keras.layers.Layer):
         kernel_initializer="he_normal",
         kernel_regularizer=None,
         pool_size=0,
+        sequence_pooling=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.units = _check_positive_int(units, "units")
+        self.sequence_pooling = sequence_pooling
+        self.sequence_pool = None
+        if sequence_pooling is not None:
+            from al_keras.core.sequence import SequencePooling
+
+            self.sequence_pool = SequencePooling(
+                sequence_pooling, dtype=self.dtype_policy, name="sequence_pool")
         if pool_size != 0:
             _check_positive_int(pool_size, "pool_size")
         self.pool_size = pool_size
@@ -333,6 +346,14 @@ class Bridge(keras.layers.Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
+        if self.sequence_pool is not None:
+            if len(input_shape) != 3:
+                raise ValueError(
+                    f"Bridge(sequence_pooling={self.sequence_pooling!r}) takes a "
+                    "masked sequence (batch, T, features + 1); got input shape "
+                    f"{input_shape}.")
+            self.sequence_pool.build(input_shape)
+            input_shape = self.sequence_pool.compute_output_shape(input_shape)
         if self.pool is not None:
             self.pool.build(input_shape)
             input_shape = self.pool.compute_output_shape(input_shape)
@@ -349,7 +370,8 @@ class Bridge(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        x = inputs if self.pool is None else self.pool(inputs)
+        x = inputs if self.sequence_pool is None else self.sequence_pool(inputs)
+        x = x if self.pool is None else self.pool(x)
         x = self.flatten(x)
         if self.hidden is not None:
             x = self.hidden(x)
@@ -371,5 +393,6 @@ class Bridge(keras.layers.Layer):
                 self.kernel_regularizer
             ),
             pool_size=self.pool_size,
+            sequence_pooling=self.sequence_pooling,
         )
         return config

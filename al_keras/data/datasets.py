@@ -13,6 +13,9 @@ dataset; both yield `(float32 images, int32 class ids)` batches.
   (`tf.image.per_image_standardization`).
 * `tiny_imagenet`: Tiny-ImageNet-200 from the official zip
   (`al_keras.data.tfds_builders.TinyImagenet`), standardized like CIFAR.
+* `wordnet`, `ag_news`, `imdb`, `sst2`, `dbpedia`: text sets as token ids
+  (`al_keras.data.text`), with the adapted `TextVectorization` as
+  `Data.preprocessor`.
 
 Prepared TFDS data lives in `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`),
 never in `data_dir` of an idx folder or a zip. Nothing is downloaded when the
@@ -32,10 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from al_keras.data import digits as _embedded
+from al_keras.data import text as text_lib
 from al_keras.data.augmentation import augment_cifar, augment_tiny_imagenet, standardize
 from al_keras.data.errors import DataFileError, DatasetUnavailableError
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet")
+IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
+                  "tiny_imagenet")
+DATASETS = IMAGE_DATASETS + text_lib.TEXT_DATASETS
 
 # Where the stock TFDS builders (4.9) download from: (host, port).
 DOWNLOAD_HOSTS = {
@@ -66,6 +72,10 @@ class Data:
             order and augmentation depend only on the seed and e, so a run
             resumed at epoch e sees what an uninterrupted run would (give
             `fit` its `steps_per_epoch`).
+        preprocessor: text sets: the adapted `keras.layers.TextVectorization`
+            that maps raw strings to the token ids of the batches; None for
+            images.
+        class_names: the classes' names, where the set has them.
     """
 
     train: tf.data.Dataset
@@ -75,10 +85,13 @@ class Data:
     num_train: int
     num_test: int
     train_epochs: object = None
+    preprocessor: object = None
+    class_names: tuple = None
 
 
 def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_size=None,
-         max_train_examples=0, max_test_examples=0):
+         max_train_examples=0, max_test_examples=0, sequence_length=128,
+         vocab_size=30000, with_words=False, vocabulary=None):
     """Loads a dataset as batched tf.data pipelines.
 
     Args:
@@ -98,6 +111,8 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
         max_train_examples: if > 0, use only the first this many training
             examples (the same ones every epoch); likewise
         max_test_examples: for the test set.
+        sequence_length, vocab_size, with_words, vocabulary: text sets
+            only; see `al_keras.data.text.load_text`.
 
     Returns:
         A `Data`.
@@ -131,6 +146,13 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                        ("max_test_examples", max_test_examples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{arg} must be an integer >= 0, got {value!r}.")
+    if name in text_lib.TEXT_DATASETS:
+        return text_lib.load_text(
+            name, batch_size=int(batch_size), test_batch_size=int(test_batch_size),
+            seed=seed, data_dir=data_dir, sequence_length=sequence_length,
+            vocab_size=vocab_size, with_words=with_words,
+            max_train_examples=max_train_examples, max_test_examples=max_test_examples,
+            vocabulary=vocabulary)
     batches = dict(batch_size=int(batch_size), test_batch_size=int(test_batch_size),
                    seed=seed, augment=augmentation if augment else None)
     limits = dict(max_train=int(max_train_examples), max_test=int(max_test_examples))

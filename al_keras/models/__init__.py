@@ -6,7 +6,7 @@ in `backbones.py`.  `associate` makes an `ALModel` of your own layers,
 `bp_twin` the backprop twin of an `ALModel`.
 """
 
-from al_keras.models import backbones
+from al_keras.models import backbones, text_backbones
 from al_keras.models.zoo import (
     METHODS,
     all_option_names,
@@ -22,6 +22,7 @@ __all__ = [
     "all_option_names",
     "associate",
     "backbones",
+    "text_backbones",
     "bp_twin",
     "check_options",
     "get",

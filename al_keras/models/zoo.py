@@ -12,6 +12,11 @@ returns a built, compile-ready model.  Backbones (`al_keras.models.backbones`):
   pool], [c512, pool, c512, pool], [Dense 1024, Dense 1024]; label width 300.
 * `"resnet20"`, `"resnet32"` -- the CIFAR ResNets in 4 blocks: stem, then
   stages of 3 (or 5) residual units of 16, 32, 64 channels; label width 300.
+* `"lstm"`, `"transformer"` -- the text classifiers of the ICLR 2022
+  follow-up (`al_keras.models.text_backbones`): an embedding block, then 2
+  bidirectional-LSTM or Transformer-encoder blocks over token ids
+  `(sequence_length,)`; label width 128, tanh, cross-entropy `h_1`,
+  bridges of one Dense layer on the masked mean of `s_i`.
 
 The original code's L2 factors (VGG 1e-5, ResNets 1e-4) are training
 settings: pass `kernel_regularizer=` (the configs do).
@@ -25,7 +30,11 @@ from al_keras.core.al_model import ALModel
 from al_keras.core.block import AssociatedBlock
 from al_keras.core.bp_model import BPModel
 from al_keras.core.labels import check_num_classes
-from al_keras.models.backbones import BACKBONES
+from al_keras.core.sequence import carries_mask
+from al_keras.models import text_backbones
+from al_keras.models.backbones import BACKBONES as IMAGE_BACKBONES
+
+BACKBONES = {**IMAGE_BACKBONES, **text_backbones.TEXT_BACKBONES}
 
 METHODS = ("al", "bp")
 
@@ -38,12 +47,14 @@ _AL_OPTIONS = {
     "loss_weights": None,
     "ae_lr_multiplier": 2.0,
     "kernel_regularizer": None,
+    "sequence_pooling": None,
 }
 _BP_OPTIONS = {
     "bridge_multiplier": 5,
     "bridge_pool_size": 0,
     "head_activation": "relu",
     "kernel_regularizer": None,
+    "sequence_pooling": None,
 }
 
 
@@ -55,7 +66,8 @@ def names():
 def associate(encoders, num_classes, label_units=256, activation="sigmoid",
               bridge_multiplier=5, output_loss="mse", loss_weights=None,
               ae_lr_multiplier=2.0, kernel_regularizer=None, input_shape=None,
-              name=None, bridge_pool_size=0):
+              name=None, bridge_pool_size=0, sequence_pooling=None,
+              preprocessor=None):
     """Makes an `ALModel` from your own Keras layers, one per block.
 
     Args:
@@ -78,6 +90,15 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
         bridge_pool_size: 0 (the original) flattens a convolutional `s_i`
             whole into its bridge; k > 0 average-pools it to k x k
             first, a light bridge (see `al_keras.Bridge`).
+        sequence_pooling: None, or `"mean"` / `"last"` for a text model:
+            the encoders are sequence layers (the first takes token ids,
+            0 for padding), each wrapped in `al_keras.MaskedSequence`
+            unless it is one already, so that the padding mask travels
+            from block to block; each bridge pools its `s_i` over the
+            tokens (see `al_keras.SequencePooling`).
+        preprocessor: optional Keras layer from raw inputs to the model's
+            inputs (e.g. an adapted `keras.layers.TextVectorization`): saved
+            with the model, and the input of its exported signatures.
 
     Returns:
         An `ALModel`.
@@ -96,6 +117,11 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
             f"label_units has {len(label_units)} entries for {len(encoders)} "
             "encoders; give one int, or one per block."
         )
+    if sequence_pooling is not None:
+        from al_keras.core.sequence import MaskedSequence
+
+        encoders = [e if carries_mask(e) else MaskedSequence(e, name=f"f_{i + 1}")
+                    for i, e in enumerate(encoders)]
     blocks = []
     for i, (encoder, units) in enumerate(zip(encoders, label_units)):
         blocks.append(
@@ -111,6 +137,7 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
                 ),
                 bridge_multiplier=bridge_multiplier,
                 bridge_pool_size=bridge_pool_size,
+                bridge_sequence_pooling=sequence_pooling,
                 kernel_regularizer=kernel_regularizer,
                 decoder_bias_initializer=(
                     keras.initializers.Constant(-math.log(num_classes - 1))
@@ -126,6 +153,7 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
         output_loss=output_loss,
         loss_weights=loss_weights,
         ae_lr_multiplier=ae_lr_multiplier,
+        preprocessor=preprocessor,
         name=name,
     )
     if input_shape is not None:
@@ -155,7 +183,10 @@ def check_options(name, method, options):
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
     _, backbone_defaults, default_label_units = BACKBONES[name]
-    method_defaults = _AL_OPTIONS if method == "al" else _BP_OPTIONS
+    method_defaults = dict(_AL_OPTIONS if method == "al" else _BP_OPTIONS)
+    if name in text_backbones.TEXT_BACKBONES:
+        method_defaults.update({k: v for k, v in text_backbones.TEXT_METHOD_DEFAULTS.items()
+                                if k in method_defaults})
     allowed = {**backbone_defaults, **method_defaults,
                "label_units": default_label_units}
     unknown = sorted(set(options) - set(allowed))
@@ -183,23 +214,39 @@ _OPTION_MINIMUMS = {
     "bridge_multiplier": (0, "must be >= 0 (0: no hidden layer in the bridge)"),
     "bridge_pool_size": (0, "must be >= 0 (0: no pooling)"),
     "ae_lr_multiplier": (1e-12, "must be > 0"),
+    "vocab_size": (2, "the number of token ids, >= 2"),
+    "embedding_dim": (1, "must be >= 1"),
+    "lstm_units": (1, "must be >= 1"),
+    "num_heads": (1, "must be >= 1"),
+    "intermediate_dim": (1, "must be >= 1"),
+    "num_layers": (1, "a text model needs num_layers >= 1 sequence blocks"),
 }
 
 
-def get(name, *, input_shape, num_classes, method="al", **options):
+def get(name, *, input_shape=None, num_classes, method="al", sequence_length=None,
+        preprocessor=None, **options):
     """Returns a built, compile-ready zoo model.
 
     Args:
         name: one of `names()`: `"mlp"`, `"cnn"`, `"vgg"`, `"resnet20"`,
-            `"resnet32"`.
-        input_shape: shape of one example, e.g. `(28, 28, 1)`.
+            `"resnet32"`, `"lstm"`, `"transformer"`.
+        input_shape: shape of one example, e.g. `(28, 28, 1)`; for the text
+            models `(sequence_length,)`.
+        sequence_length: the text models' alternative to `input_shape`.
+        preprocessor: optional Keras layer from raw inputs to token ids
+            (an adapted `keras.layers.TextVectorization`), saved with the
+            model; its `export()` then serves raw strings.
         num_classes: int >= 2.
         method: `"al"` (an `ALModel`) or `"bp"` (its `BPModel` twin).
         **options: the backbone's (`mlp`: `hidden_units`, `num_blocks`,
             `encoder_activation`; `cnn`: `filters`, `encoder_activation`;
             `vgg`: `encoder_activation`, `dense_units`; `resnet20/32`:
-            `depth`, `encoder_activation`),
-            `label_units`, and the method's (`al`: `activation`,
+            `depth`, `encoder_activation`; `lstm`: `vocab_size` (required),
+            `embedding_dim`, `lstm_units`, `num_layers`, `dropout`;
+            `transformer`: `vocab_size`, `embedding_dim`, `num_heads`,
+            `intermediate_dim`, `num_layers`, `dropout`),
+            `label_units`, `sequence_pooling` (text: `"mean"` or `"last"`),
+            and the method's (`al`: `activation`,
             `bridge_multiplier`, `bridge_pool_size`, `output_loss`,
             `loss_weights`, `ae_lr_multiplier`, `kernel_regularizer` as an
             L2 factor or regularizer; `bp`: `bridge_multiplier`,
@@ -212,6 +259,14 @@ def get(name, *, input_shape, num_classes, method="al", **options):
     ...                             num_classes=10, method="al")
     """
     settings = check_options(name, method, options)
+    if input_shape is None:
+        if sequence_length is None:
+            raise ValueError(f"models.get({name!r}) needs input_shape=... (or, for a "
+                             "text model, sequence_length=...).")
+        input_shape = (sequence_length,)
+    elif sequence_length is not None and tuple(input_shape) != (sequence_length,):
+        raise ValueError(f"input_shape={tuple(input_shape)} contradicts "
+                         f"sequence_length={sequence_length}; give one of them.")
     backbone_defaults = BACKBONES[name][1]
     make_encoders = BACKBONES[name][0]
     regularizer = settings["kernel_regularizer"]
@@ -238,6 +293,8 @@ def get(name, *, input_shape, num_classes, method="al", **options):
             kernel_regularizer=regularizer,
             input_shape=input_shape,
             name=model_name,
+            sequence_pooling=settings["sequence_pooling"],
+            preprocessor=preprocessor,
         )
     model = BPModel(
         encoders,
@@ -248,6 +305,8 @@ def get(name, *, input_shape, num_classes, method="al", **options):
         head_activation=settings["head_activation"],
         kernel_regularizer=regularizer,
         name=model_name,
+        sequence_pooling=settings["sequence_pooling"],
+        preprocessor=preprocessor,
     )
     model.build((None,) + input_shape)
     return model
@@ -274,6 +333,8 @@ def bp_twin(al_model, head_activation="relu", input_shape=None):
         head_activation=head_activation,
         kernel_regularizer=al_model.blocks[-1].kernel_regularizer,
         name=f"{al_model.name}_bp_twin",
+        sequence_pooling=al_model.blocks[-1].bridge_sequence_pooling,
+        preprocessor=al_model.preprocessor,
     )
     shapes = getattr(al_model, "_build_shapes_dict", None)
     if input_shape is not None:

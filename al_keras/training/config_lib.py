@@ -39,6 +39,11 @@ SCHEMA = {
     "max_train_examples": (int, "use only the first N training examples (0: all)"),
     "max_test_examples": (int, "use only the first N test examples (0: all)"),
     "eval_exits": (bool, "measure every exit's test accuracy each epoch"),
+    "sequence_length": (int, "text sets: tokens per example (longer texts "
+                             "truncated, shorter ones padded)"),
+    "vocab_size": (int, "text sets: the vectorizer's vocabulary, padding and "
+                        "out-of-vocabulary ids included"),
+    "with_words": (bool, "wordnet: the synset's words before its gloss"),
     "seed": (int, "random seed"),
     "distribute": (str, f"one of {DISTRIBUTE}: blocks on separate devices "
                         "(pipelined), pipeline stages as processes on Ray, or "
@@ -84,6 +89,9 @@ DEFAULTS = {
     "max_train_examples": 0,
     "max_test_examples": 0,
     "eval_exits": True,
+    "sequence_length": 128,
+    "vocab_size": 30000,
+    "with_words": False,
     "seed": 0,
     "distribute": "none",
     "num_devices": 0,
@@ -172,7 +180,8 @@ def full_model_options(model, method, options):
         settings = models_lib.check_options(model, method, dict(options))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    placeholders = {"kernel_regularizer": float, "loss_weights": tuple}
+    placeholders = {"kernel_regularizer": float, "loss_weights": tuple,
+                    "vocab_size": int}
     values = {}
     for key, value in settings.items():
         if value is None:
@@ -233,6 +242,45 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
     return smoke(config) if args.smoke else config
 
 
+# The text models with the ICLR 2022 follow-up's settings (Wu et al.; their
+# configs): embedding 300 (theirs pretrained GloVe / fastText, which cannot
+# be had offline: here trained from scratch), hidden 512 (a bidirectional
+# LSTM of 256 a direction; the Transformer's feed-forward), label width 128,
+# 6 heads, tanh, Adam 1e-3, vocabulary 30,000.
+TEXT_MODELS = {
+    "lstm": {"embedding_dim": 300, "lstm_units": 256, "label_units": 128},
+    "transformer": {"embedding_dim": 300, "num_heads": 6, "intermediate_dim": 512,
+                    "label_units": 128},
+}
+
+
+def text_config(dataset, arg, *, models=None, sequence_length=128, batch_size=128,
+                epochs=10, lr=1e-3, vocab_size=30000):
+    """The config of a text set: `"model=lstm|transformer,method=al|bp,smoke"`.
+
+    Args:
+        dataset: a text set's name.
+        arg: the config argument.
+        models: model name -> model options (default `TEXT_MODELS`).
+        sequence_length, batch_size, epochs, lr, vocab_size: its settings
+            (Adam, constant learning rate).
+    """
+    models = models or TEXT_MODELS
+    args = parse_arg(arg, model="lstm", method="al", smoke=False)
+    if args.model not in models:
+        raise ConfigError(f"The {dataset} configs have models {sorted(models)}, got "
+                          f"{args.model!r}.")
+    if args.method not in METHODS:
+        raise ConfigError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
+    config = base_config(dataset, args.model, args.method, epochs=epochs,
+                         batch_size=batch_size, lr=lr, test_batch_size=256,
+                         model_options=models[args.model])
+    config.lr_schedule = "constant"
+    config.sequence_length = sequence_length
+    config.vocab_size = vocab_size
+    return smoke(config) if args.smoke else config
+
+
 def smoke(config):
     """Shrinks `config` in place to a seconds-long run (big_vision's runlocal)."""
     config.epochs = 1
@@ -249,6 +297,15 @@ def smoke(config):
         options.filters = (4, 4, 8, 8)
     if config.model == "vgg":
         options.dense_units = 32
+    if config.model in models_lib.text_backbones.TEXT_BACKBONES:
+        options.embedding_dim = 16
+        options.num_layers = 1
+        config.vocab_size = min(config.vocab_size, 2000)
+        config.sequence_length = min(config.sequence_length, 16)
+        if config.model == "lstm":
+            options.lstm_units = 8
+        else:
+            options.num_heads, options.intermediate_dim = 2, 16
     return config
 
 
@@ -289,6 +346,18 @@ def validate(config):
     check(config.lr_schedule in LR_SCHEDULES, "lr_schedule", SCHEMA["lr_schedule"][1])
     check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
     check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
+    check(config.sequence_length >= 1, "sequence_length", "must be >= 1")
+    check(config.vocab_size >= 3, "vocab_size",
+          "must be >= 3 (padding, out-of-vocabulary and at least one word)")
+    check(not config.with_words or config.dataset == "wordnet", "with_words",
+          "only the wordnet set has a synset's words")
+    text_set = config.dataset in datasets.text_lib.TEXT_DATASETS
+    text_model = config.model in models_lib.text_backbones.TEXT_BACKBONES
+    if text_set != text_model:
+        raise ConfigError(
+            f"config.model={config.model!r} cannot read config.dataset="
+            f"{config.dataset!r}: text sets ({', '.join(datasets.text_lib.TEXT_DATASETS)}) "
+            "take the text models (lstm, transformer), image sets the others.")
     check(config.distribute in DISTRIBUTE, "distribute", f"one of {DISTRIBUTE}")
     check(config.dtype_policy in DTYPE_POLICIES, "dtype_policy",
           f"one of {DTYPE_POLICIES}")

@@ -99,6 +99,22 @@ def replace_when_written(partial, path):
     os.replace(partial, path)
 
 
+def write_vocabulary(path, vectorizer):
+    """Writes a TextVectorization's words from id 2 on, one a line, atomically."""
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        f.writelines(word + "\n" for word in vectorizer.get_vocabulary()[2:])
+    replace_when_written(partial, path)
+
+
+def read_vocabulary(path):
+    """The words `write_vocabulary` wrote, or None if `path` does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
 def load_run(run_dir):
     """{"dir", "name", "results", "metrics"} of one workdir."""
     path = os.path.join(run_dir, "results.json")
@@ -115,17 +131,20 @@ def markdown_table(runs):
     """A markdown table comparing `runs` (from `load_run`)."""
     lines = [
         "| run | method | dataset | model | epochs | test accuracy | exits | "
-        "s/epoch | examples/s | params |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "macro-F1 (exits) | s/epoch | examples/s | params |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         r = run["results"]
         exits = ", ".join(f"{a:.4f}" for a in r.get("exit_test_accuracy", [])) or "-"
+        f1 = "-" if r.get("test_macro_f1") is None else f"{r['test_macro_f1']:.4f}"
+        if r.get("exit_test_macro_f1"):
+            f1 += " (" + ", ".join(f"{a:.4f}" for a in r["exit_test_macro_f1"]) + ")"
         per_epoch = r["train_seconds"] / r["epochs"] if r["epochs"] else 0.0
         lines.append(
             f"| {os.path.basename(os.path.normpath(run['dir']))} | {r['method']} | "
             f"{r['dataset']} | {r['model']} | {r['epochs']} | "
-            f"{r['test_accuracy']:.4f} | {exits} | {per_epoch:.1f} | "
+            f"{r['test_accuracy']:.4f} | {exits} | {f1} | {per_epoch:.1f} | "
             f"{r['examples_per_second'] or 0:.0f} | {r['params']:,} |"
         )
     return "\n".join(lines)

@@ -5,7 +5,9 @@ training logs, `val_*` = test set, `val_exit_<i>_accuracy`; identical for
 reruns of a config and seed on the same machine); `timings.csv`
 (`epoch_seconds` per epoch); `tensorboard/` (the same scalars);
 `checkpoints/epoch_<k>.keras` (the model with every optimizer's state after
-epoch k, the last two kept); `results.json`; `saved_model/`; `curves.png`.
+epoch k, the last two kept); `results.json`; `saved_model/`; `curves.png`;
+for text sets `vocabulary.txt` (the vectorizer's words, one a line, from
+id 2: a rerun reuses it instead of adapting anew).
 Every file is written atomically (a reader, or a run killed at any moment,
 sees the old file or the new one, never a part).
 
@@ -29,6 +31,7 @@ from al_keras.core import input_checks, nonfinite
 from al_keras.core.schedules import OriginalSchedule
 from al_keras.data import datasets
 from al_keras.training import config_lib, runs
+from al_keras.training import scores as scores_lib
 from al_keras.training.callbacks import (
     EpochCheckpoint,
     EpochTimer,
@@ -179,12 +182,15 @@ def train_and_evaluate(config, workdir, verbose=1):
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
 
+    vocabulary_path = os.path.join(workdir, "vocabulary.txt")
     data = datasets.load(
         config.dataset, batch_size=config.batch_size, seed=config.seed,
         data_dir=config.data_dir or None, augment=config.augment,
         test_batch_size=config.test_batch_size,
         max_train_examples=config.max_train_examples,
         max_test_examples=config.max_test_examples,
+        sequence_length=config.sequence_length, vocab_size=config.vocab_size,
+        with_words=config.with_words, vocabulary=runs.read_vocabulary(vocabulary_path),
     )
     steps_per_epoch = math.ceil(data.num_train / config.batch_size)
 
@@ -209,6 +215,8 @@ def train_and_evaluate(config, workdir, verbose=1):
         # Rows of epochs that were logged but not checkpointed are redone.
         runs.truncate_metrics(workdir, initial_epoch)
     write_config()
+    if data.preprocessor is not None and not os.path.exists(vocabulary_path):
+        runs.write_vocabulary(vocabulary_path, data.preprocessor)
     if isinstance(strategy, distribute.RayPipeline):
         print(strategy.describe() + ".")
     elif isinstance(strategy, distribute.BlockParallel):
@@ -243,6 +251,7 @@ def train_and_evaluate(config, workdir, verbose=1):
 
     history = runs.read_metrics(workdir)
     train_seconds = float(sum(row.get("epoch_seconds", 0.0) for row in history))
+    scores = scores_lib.test_scores(model, data.test, data.num_classes)
     results = {
         "method": config.method,
         "dataset": config.dataset,
@@ -253,6 +262,7 @@ def train_and_evaluate(config, workdir, verbose=1):
         "train_seconds": round(train_seconds, 2),
         "examples_per_second": (round(data.num_train * len(history) / train_seconds, 1)
                                 if train_seconds else None),
+        "test_macro_f1": scores["macro_f1"][-1],
         "params": model.count_params(),
         "num_train": data.num_train,
         "num_test": data.num_test,
@@ -273,6 +283,7 @@ def train_and_evaluate(config, workdir, verbose=1):
         results["replicas"] = strategy.num_replicas_in_sync
     if is_al:
         results["exit_test_accuracy"] = exit_accuracies(model, data.test)
+        results["exit_test_macro_f1"] = scores["macro_f1"]
     _write_json(os.path.join(workdir, "results.json"), results)
     export_dir = os.path.join(workdir, "saved_model")
     if config.export and not os.path.exists(export_dir):  # Written once, whole.
@@ -284,10 +295,21 @@ def train_and_evaluate(config, workdir, verbose=1):
 
 def _new_model(config, data):
     """The untrained model of `config` (a ConfigError for bad option values)."""
+    options = config.model_options.to_dict()
+    extra = {}
+    if data.preprocessor is not None:  # A text set: ids of its vectorizer.
+        words = data.preprocessor.vocabulary_size()
+        if options.get("vocab_size") not in (None, words):
+            raise config_lib.ConfigError(
+                f"config.model_options.vocab_size={options['vocab_size']} differs from "
+                f"the {words} ids of the data's vectorizer; leave it unset (set "
+                "config.vocab_size for the vectorizer).")
+        options["vocab_size"] = words
+        extra["preprocessor"] = data.preprocessor
     try:
         return models.get(config.model, input_shape=data.input_shape,
                           num_classes=data.num_classes, method=config.method,
-                          **config.model_options.to_dict())
+                          **extra, **options)
     except ValueError as e:
         raise config_lib.ConfigError(f"config.model_options: {e}") from e
 
