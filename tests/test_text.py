@@ -394,3 +394,11 @@ def test_text_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_run(
         for key in ("loss", "accuracy", "val_accuracy", "val_exit_1_accuracy"):
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
     assert again["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+
+
+def test_the_embedding_can_join_the_first_sequence_block():
+    model = _text_model("transformer", sequence_length=12, separate_embedding=False)
+    assert model.num_blocks == 2 and model.vocabulary_size == 10
+    assert isinstance(model.blocks[0].encoder, keras.Sequential)
+    np.testing.assert_allclose(model(np.pad(IDS, ((0, 0), (0, 6)))).numpy(),
+                               model(IDS).numpy(), atol=1e-5)

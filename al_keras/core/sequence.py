@@ -19,6 +19,9 @@ with nothing else to carry.  Inside a block, Keras' own masking applies:
 * `SequencePooling` pools a masked sequence over its tokens (masked mean, or
   the last token's features) for the bridges and the BP twin's head.
 
+`check_preprocessor` readies a model's `preprocessor` (a `TextVectorization`
+with its vocabulary in its config).
+
 Padding positions never change an output: attention ignores padded keys,
 LSTMs skip padded steps, pooling reads tokens only.  Token ids are
 post-padded (as `keras.layers.TextVectorization` writes them).
@@ -357,7 +360,10 @@ def vocabulary_size(encoder):
 
 
 def carries_mask(encoder):
-    """Whether `encoder` hands on a masked sequence (is a `MaskedSequence`)."""
+    """Whether `encoder` hands on a masked sequence: a `MaskedSequence`, or a
+    `keras.Sequential` whose last layer is one."""
+    if isinstance(encoder, keras.Sequential) and encoder.layers:
+        return carries_mask(encoder.layers[-1])
     return isinstance(encoder, MaskedSequence)
 
 

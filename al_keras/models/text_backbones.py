@@ -34,13 +34,29 @@ def _check_vocabulary(vocab_size, model):
             f">= 2, e.g. TextVectorization.vocabulary_size()); got {vocab_size!r}.")
 
 
+def _joined(encoders, separate_embedding):
+    """`encoders`, or with the embedding joined to the first sequence block."""
+    if separate_embedding or len(encoders) < 2:
+        return encoders
+    first = keras.Sequential(encoders[:2], name="f_1")
+    return [first] + [_renamed(e, f"f_{i}") for i, e in enumerate(encoders[2:], start=2)]
+
+
+def _renamed(layer, name):
+    layer.name = name
+    return layer
+
+
 def lstm_encoders(input_shape, vocab_size=None, embedding_dim=300, lstm_units=256,
-                  num_layers=2, dropout=0.0, kernel_regularizer=None):
+                  num_layers=2, dropout=0.0, separate_embedding=True,
+                  kernel_regularizer=None):
     """Embedding block, then `num_layers` bidirectional-LSTM blocks.
 
     Each LSTM block is `Bidirectional(LSTM(lstm_units))` over the masked
     sequence: `2 * lstm_units` features per position (the ICLR 2022
-    settings' hidden 512 is `lstm_units=256` per direction).
+    settings' hidden 512 is `lstm_units=256` per direction).  With
+    `separate_embedding=False` the embedding is part of the first LSTM
+    block (no local loss of its own): `num_layers` blocks.
     """
     _sequence_length(input_shape, "lstm")
     _check_vocabulary(vocab_size, "lstm")
@@ -51,16 +67,18 @@ def lstm_encoders(input_shape, vocab_size=None, embedding_dim=300, lstm_units=25
                                  kernel_regularizer=keras.regularizers.get(
                                      kernel_regularizer))
         encoders.append(MaskedSequence(keras.layers.Bidirectional(lstm), name=f"f_{i}"))
-    return encoders
+    return _joined(encoders, separate_embedding)
 
 
 def transformer_encoders(input_shape, vocab_size=None, embedding_dim=300, num_heads=6,
                          intermediate_dim=512, num_layers=2, dropout=0.0,
-                         kernel_regularizer=None):
+                         separate_embedding=True, kernel_regularizer=None):
     """Token-and-position embedding block, then `num_layers` Transformer blocks.
 
     Each Transformer block is one `TransformerEncoder` (`num_heads` heads of
-    `embedding_dim / num_heads`, feed-forward `intermediate_dim`).
+    `embedding_dim / num_heads`, feed-forward `intermediate_dim`).  With
+    `separate_embedding=False` the embedding is part of the first
+    Transformer block: `num_layers` blocks.
     """
     del kernel_regularizer  # The Transformer blocks take none (documented).
     length = _sequence_length(input_shape, "transformer")
@@ -73,7 +91,7 @@ def transformer_encoders(input_shape, vocab_size=None, embedding_dim=300, num_he
     for i in range(2, num_layers + 2):
         encoders.append(MaskedSequence(
             TransformerEncoder(num_heads, intermediate_dim, dropout=dropout), name=f"f_{i}"))
-    return encoders
+    return _joined(encoders, separate_embedding)
 
 
 # Defaults of the AL (and BP) options that differ for text models: the ICLR
@@ -89,8 +107,10 @@ TEXT_METHOD_DEFAULTS = {
 # name -> (encoder function, its options and defaults, default label width).
 TEXT_BACKBONES = {
     "lstm": (lstm_encoders, {"vocab_size": None, "embedding_dim": 300, "lstm_units": 256,
-                             "num_layers": 2, "dropout": 0.0}, 128),
+                             "num_layers": 2, "dropout": 0.0,
+                             "separate_embedding": True}, 128),
     "transformer": (transformer_encoders, {"vocab_size": None, "embedding_dim": 300,
                                            "num_heads": 6, "intermediate_dim": 512,
-                                           "num_layers": 2, "dropout": 0.0}, 128),
+                                           "num_layers": 2, "dropout": 0.0,
+                                           "separate_embedding": True}, 128),
 }

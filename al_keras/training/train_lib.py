@@ -69,8 +69,9 @@ def _write_json(path, value):
 def _prepare_workdir(workdir, config):
     """Creates `workdir`, refusing one that holds a run of another config.
 
-    A `config.json` written before a key existed matches a config that
-    gives the key its default (`config_lib.DEFAULTS`); it is then completed.
+    A `config.json` written before a key (or a model option) existed
+    matches a config that gives it its default (`config_lib.DEFAULTS`, the
+    model's option defaults); it is then completed.
 
     Returns:
         `write()`, which writes `config.json` if the workdir has none: called
@@ -97,6 +98,15 @@ def _prepare_workdir(workdir, config):
                 "in this workdir. Restore it, or choose another workdir.") from e
         added = {k: config_json[k] for k in config_lib.DEFAULTS
                  if k not in previous and config_json.get(k) == config_lib.DEFAULTS[k]}
+        # Likewise a model option added since (e.g. sequence_pooling), at its default.
+        options, before = config_json.get("model_options"), previous.get("model_options")
+        if isinstance(options, dict) and isinstance(before, dict):
+            defaults = json.loads(json.dumps(models.check_options(
+                config.model, config.method, {}), default=list))
+            new_options = {k: v for k, v in options.items()
+                           if k not in before and k in defaults and v == defaults[k]}
+            if new_options:
+                added["model_options"] = {**before, **new_options}
         if added:
             previous.update(added)
             if previous == config_json:
