@@ -34,6 +34,10 @@ SMALL_MODELS = {
     "vgg": ((16, 16, 1), {"dense_units": 16}),  # vgg needs 16x16 at least.
     "resnet20": ((8, 8, 1), {"depth": 8}),
     "resnet32": ((8, 8, 1), {"depth": 8}),
+    "lstm": ((6,), {"vocab_size": 20, "embedding_dim": 8, "lstm_units": 4,
+                    "num_layers": 1}),
+    "transformer": ((6,), {"vocab_size": 20, "embedding_dim": 8, "num_heads": 2,
+                           "intermediate_dim": 8, "num_layers": 1}),
 }
 RUNS = [(name, method) for name in al_keras.models.names() for method in ("al", "bp")]
 
@@ -82,6 +86,8 @@ def _fit_and_save(name, method, work_dir, rng):
     # (run_eagerly set after compile is not part of the saved config).
     model.run_eagerly = True
     x = rng.random((BATCH,) + input_shape).astype("float32")
+    if "vocab_size" in options:  # A text model: token ids, some padding.
+        x = rng.integers(0, options["vocab_size"], (BATCH,) + input_shape).astype("int32")
     y = rng.integers(0, NUM_CLASSES, BATCH)
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     run = {
