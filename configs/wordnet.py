@@ -26,7 +26,8 @@ Expected, seed 0, 10 epochs, 2-core CPU (docs/text.md: every exit, seconds):
   LSTM: AL 0.8282 (macro-F1 0.694), BP 0.8003 (0.653); ~104-135 s (AL), ~96-110 s
   (BP) an epoch. Transformer: AL 0.8026 (0.671), BP 0.8163 (0.682); ~41-55 s
   an epoch; AL without the separate embedding block
-  (`--config.model_options.separate_embedding=false`) 0.8167 (0.699).
+  (`--config.model_options.separate_embedding=false`) 0.8167 (0.699),
+  its BP twin 0.8039 (0.675).
 """
 
 from al_keras.training import config_lib
