@@ -8,17 +8,9 @@
 560,000 training and 70,000 test Wikipedia abstracts in 14 classes; the
 text is the title and the content.
 
-Needs a connected machine (TFDS downloads and prepares it the first time)
-or the prepared TFDS data in `--config.data_dir` / $TFDS_DATA_DIR; offline
-it fails in seconds saying how to provide it (`tfds build ... --data_dir=DIR`
-on a connected machine, then copy DIR).
-
-Settings of the ICLR 2022 follow-up (Wu, Lin, Chen & Chen; their configs):
-embedding 300, hidden 512 (a bidirectional LSTM of 256 a direction; the
-Transformer's feed-forward), 6 heads, label width 128, 2 AL layers after the
-embedding block, tanh, Adam 1e-3, vocabulary 30,000, 128 tokens, batch
-256, 10 epochs.  Their embeddings were pretrained (GloVe / fastText),
-which cannot be had offline: here they are trained from scratch.
+TFDS data (a connected machine, or `--config.data_dir`; offline: a one-line
+how-to); 128 tokens, batch 256, 10 epochs; the ICLR 2022 model settings
+(`config_lib.TEXT_MODELS`), embeddings trained from scratch: docs/text.md.
 
 Expected: not measured here (this machine reaches no TFDS host).  The ICLR
 2022 paper reports AL ahead of BP on this set, with pretrained embeddings.
