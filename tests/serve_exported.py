@@ -7,22 +7,13 @@ TensorFlow.  Writes, for each signature, its SavedModel output
 (`saved/<name>`) and its TFLite output (`tflite/<name>`).
 """
 
-import importlib.abc
 import sys
 import warnings
 
+import without_al_keras  # noqa: F401  # isort: skip (first: al_keras unimportable)
 
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "al_keras" or name.startswith("al_keras."):
-            raise ImportError(f"{name} must not be needed to serve the export")
-        return None
-
-
-sys.meta_path.insert(0, _Block())
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 
 def main(export_dir, inputs_path, output_path):

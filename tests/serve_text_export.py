@@ -11,23 +11,14 @@ TFLite's built-in ops (`tflite/token_ids`, or `tflite_error`); and
 tensor given to the string signature raises.
 """
 
-import importlib.abc
 import json
 import sys
 import warnings
 
+import without_al_keras  # noqa: F401  # isort: skip (first: al_keras unimportable)
 
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "al_keras" or name.startswith("al_keras."):
-            raise ImportError(f"{name} must not be needed to serve the export")
-        return None
-
-
-sys.meta_path.insert(0, _Block())
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 
 def main(export_dir, texts_path, output_path):
