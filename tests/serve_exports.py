@@ -3,25 +3,25 @@
 Usage: python serve_exports.py MANIFEST.json OUTPUT.npz
 
 MANIFEST.json maps a key to `{"export_dir": ..., "inputs": ...}` (an `.npy`
-batch).  al_keras is blocked exactly as in serve_exported.py (importing it
-installs the block); then OUTPUT.npz gets `<key>/<signature>` (each
-signature's `probabilities`) for every export.  Only the SavedModels are
+batch).  al_keras is made unimportable first (without_al_keras); then
+OUTPUT.npz gets `<key>/<signature>` (each signature's `probabilities`) for
+every export.  Only the SavedModels are
 served: serve_exported.py covers the TFLite conversion.
 """
 
 import json
 import sys
 
+import without_al_keras  # noqa: F401  # isort: skip (first: al_keras unimportable)
+
 import numpy as np
 import tensorflow as tf
-
-from serve_exported import _Block  # Importing it blocks al_keras.
 
 
 def main(manifest_path, output_path):
     with open(manifest_path) as f:
         manifest = json.load(f)
-    assert any(isinstance(finder, _Block) for finder in sys.meta_path)
+    assert any(isinstance(finder, without_al_keras._Block) for finder in sys.meta_path)
     results = {}
     for key, entry in manifest.items():
         x = tf.constant(np.load(entry["inputs"]))

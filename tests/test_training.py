@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import al_keras
-from al_keras.training import train_lib
+from al_keras.training import callbacks
 
 
 def _model(**options):
@@ -204,11 +204,11 @@ def test_every_exit_from_one_pass_equals_each_exit_alone(digits):
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(100)
     expected = [model.evaluate(test, exit=e, verbose=0, return_dict=True)["accuracy"]
                 for e in (1, 2, 3)]
-    assert train_lib.exit_accuracies(model, test) == pytest.approx(expected, abs=1e-6)
+    assert callbacks.exit_accuracies(model, test) == pytest.approx(expected, abs=1e-6)
     assert model.evaluate_exits(test, [2]) == {2: pytest.approx(expected[1], abs=1e-6)}
-    assert train_lib.exit_accuracies(model, test, []) == []
+    assert callbacks.exit_accuracies(model, test, []) == []
     one_hot = test.map(lambda a, b: (a, tf.one_hot(b, 10)))
-    assert train_lib.exit_accuracies(model, one_hot, [3, 1]) == pytest.approx(
+    assert callbacks.exit_accuracies(model, one_hot, [3, 1]) == pytest.approx(
         [expected[2], expected[0]], abs=1e-6)
     assert len({round(a, 4) for a in expected}) > 1  # The exits differ.
     with pytest.raises(ValueError, match="exit"):

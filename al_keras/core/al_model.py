@@ -232,17 +232,20 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
                 "compile(loss_weights=...) is not used by ALModel; give "
                 "per-block weights as ALModel(loss_weights=[...])."
             )
+        block_jit = None
         if self._placement.places_devices:
-            if kwargs.get("jit_compile") is True:
-                raise ValueError(
-                    "jit_compile=True cannot be used with BlockParallel: XLA "
-                    "compiles a step for one device. Leave it unset."
-                )
+            # XLA compiles for one device: each block's local step is
+            # compiled for its own device, inside a step that is not.
+            block_jit = self._placement.block_jit_compile(
+                kwargs.get("jit_compile", "auto"))
             kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
         self._compile_config.config["on_nonfinite_loss"] = on_nonfinite_loss
-        self._placement.drain_function = None
+        self._placement.jit_blocks = block_jit
+        self._placement.reset_functions()
+        if block_jit is not None:
+            self._compile_config.config["jit_compile"] = block_jit
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._exit_functions = keras_compat.Untracked({})
@@ -251,8 +254,6 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
-        if self._placement.places_devices:
-            config.pop("jit_compile", None)  # Loaded onto placed blocks.
         self.compile(**config)
 
     def _build_optimizers(self):

@@ -98,6 +98,8 @@ class LocalTrainingMixin:
             pipeline_lib.train_step(self, x, y, sample_weight)
             self._count_step(x)
             return self.get_metrics_result()
+        if self._placement.places_devices:
+            return self._placed_train_step(x, y, sample_weight)
         t_prev = self._targets(y)
 
         # Label side first (cheap): t_i are the targets of the input side.
@@ -137,6 +139,30 @@ class LocalTrainingMixin:
                     ae_losses[index])]))
         self._count_step(x)
 
+        self._record_losses(assoc_losses, ae_losses, applied=(
+            applied if self.on_nonfinite_loss == "skip" else None))
+        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def _placed_train_step(self, x, y, sample_weight):
+        """The step of blocks placed on devices, not pipelined: block by
+        block, each block's whole local step on its device (one XLA
+        computation there when compiled), `s_i` and `t_i` handed between
+        the devices in between.  It computes what `train_step` computes:
+        block i+1 gets the `s_i`, `t_i` from before block i's updates, and
+        the metrics decode with the `h_i` read at the start of the step."""
+        decoders = pipeline_lib.decoder_weights(self)
+        s, t = x, self._targets(y)
+        assoc_losses, ae_losses, applied = [], [], []
+        for index in range(self.num_blocks):
+            with self._placement.block_scope(index):
+                s, t, prediction, assoc, ae, block_applied = (
+                    self._placement.block_step(self, index)(s, t, sample_weight))
+            assoc_losses.append(assoc)
+            ae_losses.append(ae)
+            applied.append(block_applied)
+        with self._placement.device(self.num_blocks - 1):
+            y_pred = pipeline_lib.decode(self, prediction, decoders)
+        self._count_step(x)
         self._record_losses(assoc_losses, ae_losses, applied=(
             applied if self.on_nonfinite_loss == "skip" else None))
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))

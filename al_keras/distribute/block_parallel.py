@@ -84,8 +84,14 @@ class BlockParallel:
     `pipeline=False` runs the same placement one block after the other
     (what TensorFlow's executor overlaps by itself is still overlapped).
 
-    XLA compiles a step for one device, so a placed model is compiled with
-    `jit_compile=False`.  `BlockParallel` does not combine with a
+    XLA compiles a computation for one device, so with `jit_compile=True`
+    (the default) each block's local step (both tapes, both updates) is
+    compiled for its own device, and the step around them, which hands the
+    activations from device to device, is not: blocks on several GPUs then
+    run compiled and, pipelined, at the same time.  (On logical CPU devices
+    compiled steps take turns: XLA's CPU runtime shares one thread pool.)
+    `model.compile(jit_compile=...)` overrides it per model; Keras' default
+    `"auto"` takes the strategy's.  `BlockParallel` does not combine with a
     `tf.distribute` strategy.
 
     Args:
@@ -103,6 +109,9 @@ class BlockParallel:
             measure how the devices overlap (`measure_overlap`, on a second
             copy of the model) and predict the pipelined step's speedup
             (default True).
+        jit_compile: compile each block's local step with XLA for its
+            device (default True); the measurements of `"auto"` placement
+            time the steps compiled the same way.
 
     Attributes (set when a model is built in the scope):
         placement: the device name of each block.
@@ -130,7 +139,8 @@ class BlockParallel:
     NO_GAIN_BELOW = 1.1
 
     def __init__(self, devices=None, placement="auto", pipeline=True,
-                 profile_batch_size=32, profile_steps=3, predict=True):
+                 profile_batch_size=32, profile_steps=3, predict=True,
+                 jit_compile=True):
         self.devices = [tf.DeviceSpec.from_string(d).to_string()
                         for d in (devices or default_devices())]
         if not self.devices:
@@ -148,6 +158,9 @@ class BlockParallel:
         self.profile_batch_size = int(profile_batch_size)
         self.profile_steps = int(profile_steps)
         self.predict = bool(predict)
+        if not isinstance(jit_compile, bool):
+            raise ValueError(f"jit_compile must be True or False; got {jit_compile!r}.")
+        self.jit_compile = jit_compile
         self.placement = None
         self.block_profile = None
         self.block_costs = None
@@ -183,7 +196,8 @@ class BlockParallel:
             else:
                 self.block_profile = measure_block_costs(
                     model, input_shape, self.profile_batch_size,
-                    self.profile_steps, device=self.devices[0])
+                    self.profile_steps, device=self.devices[0],
+                    jit_compile=self.jit_compile)
                 self.block_costs = [c.compute for c in self.block_profile]
                 self.activation_bytes = [
                     c.activation_bytes // self.profile_batch_size
@@ -196,7 +210,8 @@ class BlockParallel:
                 if self.predict and self.pipeline and len(shares) > 1:
                     self.overlap_profile = measure_overlap(
                         model, input_shape, [self.devices[i] for i in indices],
-                        self.profile_batch_size, self.profile_steps)
+                        self.profile_batch_size, self.profile_steps,
+                        jit_compile=self.jit_compile)
         else:
             indices = self.requested_placement
             if len(indices) != num_blocks:
@@ -263,11 +278,12 @@ class BlockParallel:
 
 
 def measure_block_costs(model, input_shape, batch_size=32, steps=3,
-                        device=None):
+                        device=None, jit_compile=False):
     """Measures each block's training-step cost on a copy of `model`.
 
     Times each block's local step (both tapes, both Adam updates) and its
-    input-side forward alone (f_i, b_i) on random data, on a copy of
+    input-side forward alone (f_i, b_i), compiled with XLA if
+    `jit_compile`, on random data, on a copy of
     `model` built on `device` (the model itself is not built nor touched;
     the copy, which needs the model's memory once more on that device, is
     dropped afterwards).
@@ -290,10 +306,11 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
             optimizers[1].build(block.input_side_variables)
             step = tf.function(
                 lambda s, t, i=index, o=optimizers: copy._train_block(
-                    i, s, t, None, o))
+                    i, s, t, None, o), jit_compile=jit_compile)
             forward = tf.function(
                 lambda s, b=block: b.bridge(b.encoder(s, training=True),
-                                            training=True))
+                                            training=True),
+                jit_compile=jit_compile)
             total = _seconds_per_call(step, (s, t), steps)
             forward_seconds = min(_seconds_per_call(forward, (s,), steps), total)
             s_next, t_next, *_ = step(s, t)
@@ -338,7 +355,8 @@ class OverlapProfile:
         return max(self.device_seconds) / self.concurrent_seconds
 
 
-def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats=3):
+def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats=3,
+                    jit_compile=False):
     """Times each device's blocks alone and every device's blocks at once.
 
     Builds a copy of `model` with block i on `devices[i]` (the model itself
@@ -360,6 +378,8 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
         batch_size: examples per batch.
         steps: passes per timing.
         repeats: timings of each kind.
+        jit_compile: compile each block's local step with XLA for its
+            device, as `BlockParallel(jit_compile=True)` trains.
 
     Returns:
         An `OverlapProfile` (seconds per pass).
@@ -383,13 +403,22 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
             spec = block.compute_output_spec(spec)
             t_shape, t_dtype = (batch_size, block.label_units), block.label_encoder.compute_dtype
 
+        def local_step(index, optimizers):
+            function = tf.function(
+                lambda s, t: copy._train_block(index, s, t, None, optimizers),
+                jit_compile=True, autograph=False)
+            return function if jit_compile else (
+                lambda s, t: copy._train_block(index, s, t, None, optimizers))
+
         def device_pass(entries):
+            block_steps = [local_step(index, optimizers)
+                     for index, _, _, optimizers in entries]
+
             def run():
                 losses = []
-                for index, s, t, optimizers in entries:
+                for (index, s, t, _), step in zip(entries, block_steps):
                     with tf.device(devices[index]):
-                        _, _, _, assoc, ae, _ = copy._train_block(
-                            index, s, t, None, optimizers)
+                        _, _, _, assoc, ae, _ = step(s, t)
                     losses.append(assoc + ae)
                 return losses
             return run

@@ -33,6 +33,38 @@ class PlacementState:
         self.devices = None  # Device name per block, once built.
         self.holder = None  # _Buffers, once a pipelined step is traced.
         self.drain_function = None
+        self.jit_blocks = None  # Whether each block's step is XLA (placed).
+        self.block_functions = {}  # Block index -> its compiled local step.
+
+    def block_jit_compile(self, requested):
+        """Whether placed blocks compile their steps: `requested` (compile's
+        `jit_compile`), or the strategy's `jit_compile` for `"auto"`."""
+        if requested == "auto":
+            return bool(getattr(self.strategy, "jit_compile", False))
+        if not isinstance(requested, bool):
+            raise ValueError(f"jit_compile must be True, False or 'auto'; got {requested!r}.")
+        return requested
+
+    def reset_functions(self):
+        """Forgets the traced drain and block steps (after a new compile)."""
+        self.drain_function = None
+        self.block_functions = {}
+
+    def block_step(self, model, index):
+        """Block `index`'s local step (`model._train_block`): compiled with
+        XLA for the block's device when `jit_blocks`, else the plain call.
+
+        Called under the block's `tf.device`, the compiled function runs
+        there as one XLA computation; the activations it takes and returns
+        cross devices outside it, in the step around it.
+        """
+        if not self.jit_blocks:
+            return lambda *args: model._train_block(index, *args)
+        if index not in self.block_functions:
+            self.block_functions[index] = tf.function(
+                lambda s, t, weight: model._train_block(index, s, t, weight),
+                jit_compile=True, autograph=False, reduce_retracing=True)
+        return self.block_functions[index]
 
     @property
     def pipelined(self):
@@ -129,14 +161,7 @@ def train_step(model, x, y, sample_weight):
                  sample_weight)]
     for boundary in buffers.boundaries:
         incoming.append(tuple(boundary[k].read_value() for k in _HANDED_ON))
-    decoders = [
-        (
-            [tf.convert_to_tensor(v) for v in b.label_decoder.trainable_variables],
-            [tf.convert_to_tensor(v)
-             for v in b.label_decoder.non_trainable_variables],
-        )
-        for b in model.blocks
-    ]
+    decoders = decoder_weights(model)
 
     outgoing, active, assoc_losses, ae_losses, applied = [], [], [], [], []
     for index in range(model.num_blocks):
@@ -163,13 +188,13 @@ def train_step(model, x, y, sample_weight):
         applied if model.on_nonfinite_loss == "skip" else None))
     _, _, labels, weights = incoming[-1]
     with state.device(model.num_blocks - 1):
-        y_pred = _decode(model, prediction, decoders)
+        y_pred = decode(model, prediction, decoders)
     model.compute_metrics(None, labels, y_pred, weights)
 
 
 def _train(model, buffers, index, s_prev, t_prev, sample_weight):
-    s, t, prediction, assoc, ae, applied = model._train_block(
-        index, s_prev, t_prev, sample_weight)
+    s, t, prediction, assoc, ae, applied = model._placement.block_step(
+        model, index)(s_prev, t_prev, sample_weight)
     buffers.examples[index].assign_add(
         tf.cast(tf.shape(s_prev)[0], "int64"))
     s, t = _handed_on(buffers, index, s, t)
@@ -197,8 +222,21 @@ def _handed_on(buffers, index, s, t):
     return tf.cast(s, boundary["s"].dtype), tf.cast(t, boundary["t"].dtype)
 
 
-def _decode(model, prediction, decoders):
-    """h_L ... h_1 with the weights read at the start of the step."""
+def decoder_weights(model):
+    """The values of every block's h_i weights, read now (at the start of a
+    step, before any block's update): `decode`'s `decoders`."""
+    return [
+        (
+            [tf.convert_to_tensor(v) for v in b.label_decoder.trainable_variables],
+            [tf.convert_to_tensor(v)
+             for v in b.label_decoder.non_trainable_variables],
+        )
+        for b in model.blocks
+    ]
+
+
+def decode(model, prediction, decoders):
+    """h_L ... h_1 with the weights `decoder_weights` read."""
     t = prediction
     for block, (trainable, non_trainable) in zip(
             reversed(model.blocks), reversed(decoders)):

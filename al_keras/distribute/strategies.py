@@ -45,7 +45,8 @@ def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
-def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_options=None):
+def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_options=None,
+                  jit_compile=True):
     """The strategy of `config.distribute`; call it before any TF op.
 
     Args:
@@ -54,6 +55,8 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
             split into one logical device per core).
         placement: `"auto"` or a list of device indices, for `"blocks"`.
         pipeline: bool, for `"blocks"`.
+        jit_compile: bool, for `"blocks"`: each block's step compiled with
+            XLA for its device.
         ray_options: for `"ray"`, keyword arguments of `RayPipeline`.
 
     Returns:
@@ -84,7 +87,8 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
             )
         devices = devices[:num_devices]
     if kind == "blocks":
-        return BlockParallel(devices, placement=placement, pipeline=pipeline)
+        return BlockParallel(devices, placement=placement, pipeline=pipeline,
+                             jit_compile=jit_compile)
     if kind == "mirrored":
         if all("CPU" in d for d in devices):
             # One memory: reduce on one device rather than with collective

@@ -128,9 +128,10 @@ def _compile(model, config, steps_per_epoch):
             config.lr, max(1, config.epochs * steps_per_epoch))
     else:
         learning_rate = config.lr
-    # XLA compiles a step for one device: placed blocks run without it, and
-    # so do replicas on logical CPU devices (XLA reaches variables on CPU:0).
-    jit_compile = config.jit_compile and config.distribute in ("none", "ray")
+    # XLA compiles a step for one device: placed blocks compile each block's
+    # step for its device; replicas on logical CPU devices run without it
+    # (XLA reaches variables on CPU:0).
+    jit_compile = config.jit_compile and config.distribute in ("none", "ray", "blocks")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   metrics=["accuracy"], jit_compile=jit_compile,
                   steps_per_execution=config.steps_per_execution,
@@ -162,7 +163,8 @@ def make_strategy(config):
         return distribute.make_strategy(config.distribute, config.num_devices,
                                         placement=placement,
                                         pipeline=config.pipeline,
-                                        ray_options=ray_options)
+                                        ray_options=ray_options,
+                                        jit_compile=config.jit_compile)
     except (ValueError, RuntimeError, ImportError, ConnectionError) as e:
         raise config_lib.ConfigError(f"config.distribute={config.distribute!r}: "
                                      f"{e}") from e
