@@ -23,11 +23,11 @@ def _fixed(monkeypatch, costs, profile):
     step, `profile` the `OverlapProfile` of the placement."""
     calls = []
 
-    def costs_of(model, input_shape, batch_size, steps, device=None):
+    def costs_of(model, input_shape, batch_size, steps, device=None, jit_compile=False):
         return [pipeline_simulator.BlockCost(0.0, c, activation_bytes=batch_size * 8)
                 for c in costs]
 
-    def overlap_of(model, input_shape, devices, batch_size, steps):
+    def overlap_of(model, input_shape, devices, batch_size, steps, jit_compile=False):
         calls.append(list(devices))
         return profile
 

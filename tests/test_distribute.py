@@ -29,9 +29,9 @@ def _mlp(num_blocks=4, hidden_units=32, label_units=16):
         label_units=label_units, num_blocks=num_blocks)
 
 
-def _placed_mlp(devices, placement, pipeline=True, **options):
+def _placed_mlp(devices, placement, pipeline=True, jit_compile=True, **options):
     strategy = distribute.BlockParallel(devices, placement=placement,
-                                        pipeline=pipeline)
+                                        pipeline=pipeline, jit_compile=jit_compile)
     with strategy.scope():
         model = _mlp(**options)
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -80,10 +80,33 @@ def _check_node(node, block_index):
         assert node.op in ("ReadVariableOp", "Placeholder"), (node.name, node.op)
 
 
+def _xla_calls(nodes):
+    """The nodes of `nodes` that call a function XLA must compile."""
+    return [n for n in nodes if n.op in ("PartitionedCall", "StatefulPartitionedCall")
+            and n.attr["_XlaMustCompile"].b]
+
+
+def _check_block_ops(nodes, functions, block_index, jit_compile):
+    """`nodes` (of block i) run on device i; the block's forward and update
+    ops are among them, or, compiled, in the one XLA function they call."""
+    for node in nodes:
+        _check_node(node, block_index)
+    calls = _xla_calls(nodes)
+    if jit_compile:
+        assert len(calls) == 1, [n.name for n in calls]
+        nodes = functions[calls[0].attr["f"].func.name].node_def
+    else:
+        assert not calls
+    ops = {n.op for n in nodes}
+    assert {"MatMul", "AssignSubVariableOp"} <= ops  # forward, update
+
+
 @pytest.mark.slow
-def test_pipelined_step_runs_each_blocks_ops_on_its_device(digits, cpu_devices):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_pipelined_step_runs_each_blocks_ops_on_its_device(
+        jit_compile, digits, cpu_devices):
     (x, y), _ = digits
-    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
+    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], jit_compile=jit_compile)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     graph = _traced_step(model)
     # Each block's whole local step is a branch of its `block_<i>/cond`.
@@ -98,27 +121,56 @@ def test_pipelined_step_runs_each_blocks_ops_on_its_device(digits, cpu_devices):
         assert _device_index(node.device) == block_index
         train, idle = (functions[node.attr[k].func.name]
                        for k in ("then_branch", "else_branch"))
-        for function in (train, idle):
-            for function_node in function.node_def:
-                _check_node(function_node, block_index)
-        ops = {n.op for n in train.node_def}
-        assert {"MatMul", "AssignSubVariableOp"} <= ops  # forward, update
+        _check_block_ops(train.node_def, functions, block_index, jit_compile)
+        for function_node in idle.node_def:
+            _check_node(function_node, block_index)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("jit_compile", [False, True])
 def test_placed_sequential_step_runs_each_blocks_ops_on_its_device(
-        digits, cpu_devices):
+        jit_compile, digits, cpu_devices):
     (x, y), _ = digits
-    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], pipeline=False)
+    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], pipeline=False,
+                           jit_compile=jit_compile)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     graph = _traced_step(model)
-    seen = set()
+    functions = {f.signature.name: f for f in graph.library.function}
+    by_block = {}
     for node in graph.node:
         if node.name.startswith("block_"):
             block_index = int(node.name.split("/")[0].split("_")[1]) - 1
-            _check_node(node, block_index)
-            seen.add(block_index)
-    assert seen == {0, 1, 2, 3}
+            by_block.setdefault(block_index, []).append(node)
+    assert sorted(by_block) == [0, 1, 2, 3]
+    for block_index, nodes in by_block.items():
+        _check_block_ops(nodes, functions, block_index, jit_compile)
+    # Outside the blocks nothing is compiled: the step itself is not XLA.
+    assert not _xla_calls(n for n in graph.node if not n.name.startswith("block_"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_compiled_placed_step_equals_the_uncompiled_one(pipeline, digits, cpu_devices):
+    """Each block's step XLA-compiled for its own device (4 logical CPU
+    devices) trains as the uncompiled placed step does."""
+    (x, y), _ = digits
+    runs = {}
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(7)
+        _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], pipeline=pipeline,
+                               jit_compile=jit_compile)
+        assert model._placement.jit_blocks is jit_compile
+        assert model.jit_compile is False  # The step around the blocks.
+        history = model.fit(x[:320], y[:320], batch_size=32, epochs=2,
+                            shuffle=False, verbose=0).history
+        runs[jit_compile] = history, [w.numpy() for w in model.weights]
+    (plain, plain_weights), (compiled, compiled_weights) = runs[False], runs[True]
+    for key in [k for k in plain if "loss" in k]:
+        np.testing.assert_allclose(compiled[key], plain[key], atol=1e-4, err_msg=key)
+    assert compiled["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-6)
+    for a, b in zip(plain_weights, compiled_weights):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    assert len(plain_weights) == len(compiled_weights) > 0
 
 
 def test_auto_placement_balances_measured_block_costs(cpu_devices):
@@ -151,17 +203,69 @@ def test_placement_errors_name_the_problem(cpu_devices):
     with pytest.raises(ValueError, match="2 entries but the model has 4"):
         with strategy.scope():
             _mlp(num_blocks=4)
+    with pytest.raises(ValueError, match="jit_compile must be True or False"):
+        distribute.BlockParallel(cpu_devices, jit_compile="yes")
     strategy = distribute.BlockParallel(cpu_devices, placement=[0, 1])
     with strategy.scope():
         model = _mlp(num_blocks=2)
-        with pytest.raises(ValueError, match="jit_compile=True cannot"):
-            model.compile(optimizer="adam", jit_compile=True)
+        with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
+            model.compile(optimizer="adam", jit_compile=1)
     with tf.distribute.MirroredStrategy(cpu_devices[:2]).scope():
         with pytest.raises(ValueError, match="cannot be combined"):
             strategy.scope().__enter__()
 
 
 # ----------------------------------------------------------------- pipeline
+def _one_fake_gpu(monkeypatch, memory_mb):
+    """TensorFlow's device configuration as on a machine with one GPU of
+    `memory_mb` MiB; returns the logical configurations set on it."""
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    real_physical, made = tf.config.list_physical_devices, []
+
+    def physical(kind=None):
+        return [gpu] if kind == "GPU" else real_physical(kind)
+
+    def logical(kind=None):
+        assert kind == "GPU"
+        return [tf.config.LogicalDevice(f"/device:GPU:{i}", "GPU")
+                for i in range(len(made[-1]) if made else 1)]
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", physical)
+    monkeypatch.setattr(tf.config, "list_logical_devices", logical)
+    monkeypatch.setattr(tf.config, "get_logical_device_configuration",
+                        lambda device: made[-1] if made else None)
+    monkeypatch.setattr(tf.config, "set_logical_device_configuration",
+                        lambda device, configs: made.append(list(configs)))
+    monkeypatch.setattr(distribute.strategies, "gpu_memory_mb",
+                        lambda index=0: memory_mb)
+    return made
+
+
+def test_num_devices_splits_one_gpu_into_logical_gpus(monkeypatch):
+    made = _one_fake_gpu(monkeypatch, memory_mb=81559)
+    strategy = distribute.make_strategy("blocks", num_devices=2)
+    assert strategy.devices == ["/device:GPU:0", "/device:GPU:1"]
+    # 90% of the GPU's memory, shared evenly.
+    assert [c.memory_limit for c in made[0]] == [int(0.9 * 81559 / 2)] * 2
+    # Already split: the same devices, configured once.
+    assert distribute.split_gpu(2) == ["/device:GPU:0", "/device:GPU:1"]
+    assert len(made) == 1
+    distribute.split_gpu(3, memory_limit_mb=1000)
+    assert [c.memory_limit for c in made[1]] == [1000] * 3
+
+
+def test_one_gpu_stays_whole_without_num_devices(monkeypatch):
+    made = _one_fake_gpu(monkeypatch, memory_mb=81559)
+    assert distribute.make_strategy("blocks").devices == ["/device:GPU:0"]
+    assert made == []
+
+
+def test_split_gpu_without_its_memory_size_is_one_clear_error(monkeypatch):
+    _one_fake_gpu(monkeypatch, memory_mb=None)
+    with pytest.raises(RuntimeError, match="give memory_limit_mb"):
+        distribute.split_gpu(2)
+
+
 @pytest.mark.slow
 def test_pipelined_fit_computes_what_sequential_fit_computes(digits, cpu_devices):
     (x, y), (x_test, y_test) = digits
@@ -215,9 +319,9 @@ class CountingDense(keras.layers.Layer):
     def call(self, inputs, training=False):
         ids = inputs[:, :1]
         if training:
-            self.counts.assign_add(tf.math.bincount(
-                tf.cast(ids[:, 0], "int32"), minlength=self.num_examples,
-                maxlength=self.num_examples, dtype="float32"))
+            # (Not tf.math.bincount: XLA recompiles it for every batch.)
+            self.counts.assign_add(tf.reduce_sum(tf.one_hot(
+                tf.cast(ids[:, 0], "int32"), self.num_examples), axis=0))
         return tf.concat([ids, self.dense(inputs[:, 1:])], axis=-1)
 
     def compute_output_shape(self, input_shape):

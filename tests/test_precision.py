@@ -1,10 +1,13 @@
-"""XLA and mixed precision: AL and BP train on digits as in float32."""
+"""XLA and mixed precision: AL and BP train on digits as in float32, in one
+process, with blocks placed on devices and under data parallelism."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import al_keras
+from al_keras import distribute
 from al_keras.training import train_lib
 from test_configs import load_config_module
 
@@ -55,6 +58,62 @@ def test_xla_and_mixed_precision_train_in_the_float32_band(method, digits):
                 scales = [o.dynamic_scale for o in optimizers]
                 assert len({id(s) for s in scales}) == len(optimizers)
                 assert all(np.isfinite(float(s)) and float(s) >= 1 for s in scales)
+    assert accuracy["float32"] > 0.9, accuracy
+    for policy in POLICIES[1:]:
+        assert abs(accuracy[policy] - accuracy["float32"]) <= 0.03, accuracy
+
+
+def _strategy(engine, devices):
+    if engine == "blocks":  # Pipelined, each block's step XLA on its device.
+        return distribute.BlockParallel(devices, placement=[0, 1])
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["blocks", "mirrored"])
+def test_mixed_precision_with_placement_trains_in_the_float32_band(
+        engine, digits, cpu_devices):
+    """BlockParallel (a block per device, pipelined, compiled per block) and
+    MirroredStrategy (2 replicas) under each policy: finite losses, the
+    float32 accuracy band, one loss scale per block optimizer, and (placed)
+    each block's loss scale on its device, the activations handed between
+    the devices in the compute type."""
+    (x, y), (x_test, y_test) = digits
+    devices = cpu_devices[:2]
+    accuracy = {}
+    for policy in POLICIES:
+        keras.utils.set_random_seed(3)
+        strategy = _strategy(engine, devices)
+        with strategy.scope(), train_lib.dtype_policy(policy):
+            model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
+                                        hidden_units=128, label_units=64)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=32, epochs=6, verbose=0).history
+        for key, values in history.items():
+            assert np.all(np.isfinite(values)), (policy, key, values)
+        assert history["loss"][-1] < history["loss"][0] / 2, (policy, history["loss"])
+        accuracy[policy] = model.evaluate(x_test, y_test, verbose=0,
+                                          return_dict=True)["accuracy"]
+        assert model.blocks[1].encoder(np.zeros((2, 128), "float32")).dtype == COMPUTE[policy]
+        optimizers = model.assoc_optimizers + model.ae_optimizers
+        scaled = [isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers]
+        assert all(scaled) if policy == "mixed_float16" else not any(scaled)
+        if policy == "mixed_float16":
+            scales = [o.dynamic_scale for o in optimizers]
+            assert len({id(s) for s in scales}) == len(optimizers) == 4
+            values = [float(s.numpy()) for s in scales]
+            assert all(np.isfinite(v) and v >= 1 for v in values), values
+        if engine == "blocks":
+            assert model._placement.jit_blocks is True
+            boundary = model._placement.holder.boundaries[0]
+            assert boundary["s"].dtype == COMPUTE[policy]
+            assert boundary["t"].dtype == COMPUTE[policy]
+            for index in (0, 1):
+                for optimizer in (model.assoc_optimizers[index], model.ae_optimizers[index]):
+                    for variable in optimizer.variables:
+                        device = tf.DeviceSpec.from_string(variable.value.device)
+                        assert device.device_index == index, variable.path
     assert accuracy["float32"] > 0.9, accuracy
     for policy in POLICIES[1:]:
         assert abs(accuracy[policy] - accuracy["float32"]) <= 0.03, accuracy

@@ -174,6 +174,42 @@ def test_batches_per_call_and_training_accuracy(local_ray, digits):
     strategy.shutdown()
 
 
+@pytest.mark.slow
+def test_mixed_precision_on_ray_stages_trains_in_the_float32_band(local_ray, digits):
+    """Each stage process computes in the policy's type (its blocks' layers
+    carry it in the model config) and, for float16, keeps a loss scale of
+    its own per block optimizer, which comes back to the driver's model."""
+    from al_keras.training import train_lib
+
+    (x, y), (x_test, y_test) = digits
+    accuracy, first_loss = {}, {}
+    for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+        keras.utils.set_random_seed(3)
+        strategy = distribute.RayPipeline(num_stages=2)
+        with strategy.scope(), train_lib.dtype_policy(policy):
+            model = al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
+                                        hidden_units=128, label_units=64)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=32, epochs=3, verbose=0).history
+        strategy.shutdown()
+        assert all(np.all(np.isfinite(v)) for v in history.values()), (policy, history)
+        assert history["loss"][-1] < history["loss"][0], (policy, history["loss"])
+        first_loss[policy] = history["loss"][0]
+        accuracy[policy] = model.evaluate(x_test, y_test, verbose=0,
+                                          return_dict=True)["accuracy"]
+        optimizers = model.assoc_optimizers + model.ae_optimizers
+        scaled = [isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers]
+        assert all(scaled) if policy == "mixed_float16" else not any(scaled)
+        if policy == "mixed_float16":
+            assert len({id(o.dynamic_scale) for o in optimizers}) == 4
+            assert all(float(o.dynamic_scale.numpy()) >= 1 for o in optimizers)
+    # The stages computed in another type: the losses differ from float32's.
+    assert first_loss["mixed_bfloat16"] != first_loss["float32"]
+    assert first_loss["mixed_float16"] != first_loss["float32"]
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        assert abs(accuracy[policy] - accuracy["float32"]) <= 0.05, accuracy
+
+
 class _KillStage(keras.callbacks.Callback):
     def __init__(self, strategy, stage, at_batch):
         super().__init__()

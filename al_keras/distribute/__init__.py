@@ -4,7 +4,7 @@
   block on its own device, pipelined in one compiled step (`pipeline.py`),
   placed by measured block costs (`partition.py`), its speedup predicted by
   measuring how the devices overlap (`measure_overlap`).
-* `make_strategy`, `split_cpu` (`strategies.py`) -- the strategy of
+* `make_strategy`, `split_cpu`, `split_gpu` (`strategies.py`) -- the strategy of
   `config.distribute`, including `tf.distribute` data parallelism
   (`MirroredStrategy`, `MultiWorkerMirroredStrategy`).
 * `pipeline_simulator` -- the analytic timing model of AL and BP schedules.
@@ -26,6 +26,7 @@ from al_keras.distribute.strategies import (
     make_strategy,
     replicas_in_sync,
     split_cpu,
+    split_gpu,
     strategy_scope,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "pipeline_simulator",
     "replicas_in_sync",
     "split_cpu",
+    "split_gpu",
     "strategy_scope",
 ]

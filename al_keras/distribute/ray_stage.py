@@ -45,6 +45,10 @@ class StageWorker:
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
+        # Stages may share a GPU (fractional gpus_per_stage): each takes the
+        # memory it uses, not all of it.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
         import keras
 
         import al_keras  # noqa: F401 (registers the serializable classes)

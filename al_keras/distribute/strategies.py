@@ -1,4 +1,5 @@
-"""Choosing a strategy: `make_strategy` for `config.distribute`, `split_cpu`.
+"""Choosing a strategy: `make_strategy` for `config.distribute`, and
+splitting one device into several (`split_cpu`, `split_gpu`).
 
 * `"blocks"` -- `BlockParallel` (model parallelism, one block per device).
 * `"mirrored"` / `"multi_worker"` -- `tf.distribute.MirroredStrategy` /
@@ -11,6 +12,8 @@
 
 import contextlib
 import os
+import shutil
+import subprocess
 
 import tensorflow as tf
 
@@ -45,6 +48,65 @@ def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+def gpu_memory_mb(index=0):
+    """Total memory of physical GPU `index` in MiB, from `nvidia-smi` (None
+    when it cannot tell)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--id={index}", "--query-gpu=memory.total",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30, check=True).stdout
+        return int(float(out.strip().splitlines()[0]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def split_gpu(num_devices, memory_limit_mb=None, share=0.9):
+    """Splits the first GPU into `num_devices` logical GPUs; returns their names.
+
+    So that placement, pipelining and several Ray stages can be checked on a
+    machine with one GPU.  The logical GPUs share the chip: its compute, its
+    memory bandwidth and one stream each, so what they show is that the
+    blocks run where they are put and train as on one device, not how much
+    faster several physical GPUs would be.
+
+    Must run before TensorFlow initializes the GPU (before any op).  Returns
+    the first `num_devices` logical GPUs if it is already split into that
+    many.
+
+    Args:
+        num_devices: int >= 1, logical GPUs to make.
+        memory_limit_mb: MiB of each (default: `share` of the GPU's memory,
+            as `nvidia-smi` gives it, divided evenly).
+        share: the fraction of the GPU's memory the logical GPUs take
+            together when `memory_limit_mb` is not given.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise RuntimeError("split_gpu: TensorFlow sees no GPU.")
+    current = tf.config.get_logical_device_configuration(gpus[0])
+    if current is not None and len(current) >= num_devices:
+        return [d.name for d in tf.config.list_logical_devices("GPU")][:num_devices]
+    if memory_limit_mb is None:
+        total = gpu_memory_mb(0)
+        if total is None:
+            raise RuntimeError(
+                "split_gpu: cannot read the GPU's memory (no nvidia-smi); give "
+                "memory_limit_mb, the MiB of each logical GPU.")
+        memory_limit_mb = int(share * total / num_devices)
+    try:
+        tf.config.set_logical_device_configuration(
+            gpus[0], [tf.config.LogicalDeviceConfiguration(
+                memory_limit=int(memory_limit_mb))] * num_devices)
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"Cannot split the GPU into {num_devices} devices: TensorFlow has "
+            "already initialized it; split it first thing.") from e
+    return [d.name for d in tf.config.list_logical_devices("GPU")][:num_devices]
+
+
 def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_options=None,
                   jit_compile=True):
     """The strategy of `config.distribute`; call it before any TF op.
@@ -52,7 +114,8 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
     Args:
         kind: `"none"`, `"blocks"`, `"ray"`, `"mirrored"` or `"multi_worker"`.
         num_devices: devices to use (0: every GPU; without a GPU, the CPU
-            split into one logical device per core).
+            split into one logical device per core; more than the one GPU
+            of a machine: that GPU split into logical GPUs, `split_gpu`).
         placement: `"auto"` or a list of device indices, for `"blocks"`.
         pipeline: bool, for `"blocks"`.
         jit_compile: bool, for `"blocks"`: each block's step compiled with
@@ -75,9 +138,12 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
                 "docs/several-devices.md, 'Several hosts'."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if tf.config.list_physical_devices("GPU"):  # (Listing logical devices
+    gpus = tf.config.list_physical_devices("GPU")  # (Listing logical devices
+    if len(gpus) == 1 and num_devices > 1:  # would initialize them, and no
+        devices = split_gpu(num_devices)  # device could be split.)
+    elif gpus:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    else:  # would initialize them, and the CPU could not be split.)
+    else:
         devices = split_cpu(num_devices or os.cpu_count() or 1)
     if num_devices:
         if num_devices > len(devices):
