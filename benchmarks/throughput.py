@@ -17,7 +17,9 @@ process, alternated over `--rounds` rounds (the median is reported):
   al_plain      AL in one process without XLA, every core (faster for some
                 convolutional models on this CPU)
   al_one_core   AL in one process pinned to one core (sched_setaffinity), XLA
-  al_blocks     AL under BlockParallel, one CPU device per core, pipelined
+  al_blocks     AL under BlockParallel, one CPU device per core, pipelined,
+                each block's step XLA-compiled for its device
+  al_blocks_plain  the same without XLA
   ray_2         AL under RayPipeline, 2 stages, XLA per stage
   ray_2_plain   the same without XLA
   ray_4         AL under RayPipeline, 4 stages on the same cores (4-block models)
@@ -32,7 +34,8 @@ Fashion-MNIST epoch they cost well under 1%).
 Printed per model, and written with `--json` (key: model): steps/s of every
 variant, and `ray_over_bp_best` (the faster of ray_2 and ray_2_plain over the faster BP
 variant), `ray_over_al_best` (over the faster of al_best and al_plain),
-`ray4_over_al_best`, `blocks_over_al_best` and `ray_over_limit`, where the
+`ray4_over_al_best`, `blocks_over_al_best`, `blocks_plain_over_al_best` and
+`ray_over_limit`, where the
 limit is `cores x al_one_core`: what perfect pipelining of AL's XLA step over
 the cores would reach.
 """
@@ -56,6 +59,7 @@ MODELS = {  # name -> (config file, config argument, option overrides)
     "resnet20_light": ("cifar10", "model=resnet20,light", {}),
 }
 VARIANTS = ("bp_best", "bp_mirrored", "al_best", "al_plain", "al_one_core", "al_blocks",
+            "al_blocks_plain",
             "ray_2", "ray_2_plain", "ray_4")
 WARMUP_STEPS, SKIPPED_STEPS = 10, 10
 
@@ -79,8 +83,9 @@ def _strategy(variant):
         return None
     if variant == "bp_mirrored":
         return distribute.make_strategy("mirrored")
-    if variant == "al_blocks":
-        return distribute.make_strategy("blocks", cores)
+    if variant.startswith("al_blocks"):
+        return distribute.make_strategy("blocks", cores,
+                                        jit_compile=not variant.endswith("_plain"))
     if variant.startswith("ray_"):
         return distribute.RayPipeline(num_stages=int(variant.split("_")[1]),
                                       jit_compile=not variant.endswith("_plain"))
@@ -106,7 +111,7 @@ def time_variant(model_name, variant, steps, steps_per_execution=1):
     with distribute.strategy_scope(strategy):
         model = models.get(config.model, input_shape=shape, num_classes=10, method=method,
                            **options)
-        jit = variant in ("bp_best", "al_best", "al_one_core")
+        jit = variant in ("bp_best", "al_best", "al_one_core", "al_blocks")
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit,
                       steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
@@ -161,6 +166,7 @@ def ratios(medians):
         "ray_over_al_best": over(ray, al),
         "ray4_over_al_best": over(medians.get("ray_4"), al),
         "blocks_over_al_best": over(medians.get("al_blocks"), al),
+        "blocks_plain_over_al_best": over(medians.get("al_blocks_plain"), al),
         "ray_over_limit": over(ray, cores * one_core if one_core else None),
     }
 
@@ -202,7 +208,7 @@ def main(argv):
           _STEPS_PER_EXECUTION.value, "batches per call")
     print("\n".join(rows))
     keys = ("ray_over_bp_best", "ray_over_al_best", "ray4_over_al_best",
-            "blocks_over_al_best", "ray_over_limit")
+            "blocks_over_al_best", "blocks_plain_over_al_best", "ray_over_limit")
     print("\n| model | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
     for model_name, values in report.items():
         print(f"| {model_name} | " + " | ".join(str(values[k]) for k in keys) + " |")

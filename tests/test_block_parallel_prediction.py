@@ -28,7 +28,7 @@ def _fixed(monkeypatch, costs, profile):
                 for c in costs]
 
     def overlap_of(model, input_shape, devices, batch_size, steps, jit_compile=False):
-        calls.append(list(devices))
+        calls.append((list(devices), jit_compile))
         return profile
 
     monkeypatch.setattr(block_parallel, "measure_block_costs", costs_of)
@@ -68,19 +68,20 @@ def test_prediction_is_measured_on_the_placement(cpu_devices):
 def test_the_line_follows_the_prediction(monkeypatch, cpu_devices, concurrent, gains):
     calls = _fixed(monkeypatch, [0.01, 0.002, 0.004, 0.004],
                    block_parallel.OverlapProfile((0.012, 0.008), concurrent))
-    strategy = distribute.BlockParallel(cpu_devices[:2])
+    strategy = distribute.BlockParallel(cpu_devices[:2], jit_compile=True)
     with strategy.scope():
         _mlp(num_blocks=4)
     # Balanced: block 1 (0.01) alone, blocks 2-4 (0.01) on the second device.
     assert strategy.placement == [cpu_devices[0]] + [cpu_devices[1]] * 3
-    assert calls == [strategy.placement]
+    assert calls == [(strategy.placement, True)]  # Timed compiled, as it trains.
     assert strategy.ideal_speedup == pytest.approx(2.0)
     assert strategy.predicted_speedup == pytest.approx(0.020 / concurrent)
     assert strategy.measured_overlap == pytest.approx(0.012 / concurrent)
     assert strategy.predicts_gain is gains
     line = strategy.describe(instead="--config.distribute=ray")
     assert line.startswith(f"BlockParallel: blocks 1 on {cpu_devices[0]}; "
-                           f"2, 3, 4 on {cpu_devices[1]}, pipelined; measured seconds "
+                           f"2, 3, 4 on {cpu_devices[1]}, pipelined, XLA per block; "
+                           "measured seconds "
                            "per block step [0.01, 0.002, 0.004, 0.004]; ")
     assert (f"predicted speedup {0.020 / concurrent:.2f}x over one device (each "
             f"device's blocks one after the other 20.0 ms, all at once "

@@ -174,9 +174,10 @@ def test_compiled_placed_step_equals_the_uncompiled_one(pipeline, digits, cpu_de
 
 
 def test_auto_placement_balances_measured_block_costs(cpu_devices):
-    # Block 1 (4M weights) costs far more than the three others together
-    # (a few thousand weights each, dominated by per-op overhead), with a
-    # margin of several times so that a loaded machine does not flip it.
+    # Block 1 (16M weights) costs far more than the three others together
+    # (a few thousand weights each, dominated by per-call overhead, ~1-2 ms
+    # for an XLA step on this CPU), with a margin of several times so that
+    # a loaded machine does not flip it.
     # (predict=False: the prediction has tests of its own,
     # test_block_parallel_prediction.py; here it would double the time.)
     strategy = distribute.BlockParallel(cpu_devices[:2], predict=False)
@@ -184,7 +185,7 @@ def test_auto_placement_balances_measured_block_costs(cpu_devices):
         al_keras.associate(  # Built in the scope: placed by measured costs.
             [keras.layers.Dense(4096, "elu"), keras.layers.Dense(8, "elu"),
              keras.layers.Dense(8, "elu"), keras.layers.Dense(8, "elu")],
-            num_classes=10, label_units=8, input_shape=(1024,))
+            num_classes=10, label_units=8, input_shape=(4096,))
     costs = strategy.block_costs
     assert len(costs) == 4 and all(c > 0 for c in costs)
     assert costs[0] > 2 * sum(costs[1:]), costs
@@ -203,7 +204,7 @@ def test_placement_errors_name_the_problem(cpu_devices):
     with pytest.raises(ValueError, match="2 entries but the model has 4"):
         with strategy.scope():
             _mlp(num_blocks=4)
-    with pytest.raises(ValueError, match="jit_compile must be True or False"):
+    with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
         distribute.BlockParallel(cpu_devices, jit_compile="yes")
     strategy = distribute.BlockParallel(cpu_devices, placement=[0, 1])
     with strategy.scope():
@@ -216,6 +217,22 @@ def test_placement_errors_name_the_problem(cpu_devices):
 
 
 # ----------------------------------------------------------------- pipeline
+def test_blocks_compile_on_gpus_and_not_on_cpu_devices_by_default(cpu_devices):
+    """XLA steps on CPU devices take turns; uncompiled they overlap and train
+    faster (docs/several-devices.md), so "auto" compiles on GPUs only."""
+    assert distribute.BlockParallel(cpu_devices[:2]).jit_compile is False
+    assert distribute.BlockParallel(["/GPU:0", "/GPU:1"]).jit_compile is True
+    assert distribute.BlockParallel(cpu_devices[:2], jit_compile=True).jit_compile is True
+    strategy = distribute.BlockParallel(cpu_devices[:2], placement=[0, 1])
+    with strategy.scope():
+        model = _mlp(num_blocks=2)
+        model.compile(optimizer="adam")  # Keras' "auto": the strategy's.
+        assert model._placement.jit_blocks is False
+        model.compile(optimizer="adam", jit_compile=True)
+        assert model._placement.jit_blocks is True
+        assert model.get_compile_config()["jit_compile"] is True
+
+
 def _one_fake_gpu(monkeypatch, memory_mb):
     """TensorFlow's device configuration as on a machine with one GPU of
     `memory_mb` MiB; returns the logical configurations set on it."""

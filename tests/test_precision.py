@@ -65,7 +65,7 @@ def test_xla_and_mixed_precision_train_in_the_float32_band(method, digits):
 
 def _strategy(engine, devices):
     if engine == "blocks":  # Pipelined, each block's step XLA on its device.
-        return distribute.BlockParallel(devices, placement=[0, 1])
+        return distribute.BlockParallel(devices, placement=[0, 1], jit_compile=True)
     return tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 

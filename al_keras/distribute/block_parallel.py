@@ -84,12 +84,14 @@ class BlockParallel:
     `pipeline=False` runs the same placement one block after the other
     (what TensorFlow's executor overlaps by itself is still overlapped).
 
-    XLA compiles a computation for one device, so with `jit_compile=True`
-    (the default) each block's local step (both tapes, both updates) is
-    compiled for its own device, and the step around them, which hands the
-    activations from device to device, is not: blocks on several GPUs then
-    run compiled and, pipelined, at the same time.  (On logical CPU devices
-    compiled steps take turns: XLA's CPU runtime shares one thread pool.)
+    XLA compiles a computation for one device, so with `jit_compile` each
+    block's local step (both tapes, both updates) is compiled for its own
+    device, and the step around them, which hands the activations from
+    device to device, is not: blocks on several GPUs then run compiled and,
+    pipelined, at the same time.  The default, `"auto"`, compiles on GPUs
+    and not on CPU devices, where compiled steps take turns (XLA's CPU
+    runtime shares one thread pool) and the uncompiled blocks overlap and
+    train faster (docs/several-devices.md, the throughput table).
     `model.compile(jit_compile=...)` overrides it per model; Keras' default
     `"auto"` takes the strategy's.  `BlockParallel` does not combine with a
     `tf.distribute` strategy.
@@ -110,8 +112,9 @@ class BlockParallel:
             copy of the model) and predict the pipelined step's speedup
             (default True).
         jit_compile: compile each block's local step with XLA for its
-            device (default True); the measurements of `"auto"` placement
-            time the steps compiled the same way.
+            device: True, False, or `"auto"` (default: True when no device
+            is a CPU); the measurements of `"auto"` placement time the
+            steps compiled the same way.
 
     Attributes (set when a model is built in the scope):
         placement: the device name of each block.
@@ -140,7 +143,7 @@ class BlockParallel:
 
     def __init__(self, devices=None, placement="auto", pipeline=True,
                  profile_batch_size=32, profile_steps=3, predict=True,
-                 jit_compile=True):
+                 jit_compile="auto"):
         self.devices = [tf.DeviceSpec.from_string(d).to_string()
                         for d in (devices or default_devices())]
         if not self.devices:
@@ -158,8 +161,12 @@ class BlockParallel:
         self.profile_batch_size = int(profile_batch_size)
         self.profile_steps = int(profile_steps)
         self.predict = bool(predict)
+        if jit_compile == "auto":
+            jit_compile = not any(tf.DeviceSpec.from_string(d).device_type == "CPU"
+                                  for d in self.devices)
         if not isinstance(jit_compile, bool):
-            raise ValueError(f"jit_compile must be True or False; got {jit_compile!r}.")
+            raise ValueError(
+                f"jit_compile must be True, False or 'auto'; got {jit_compile!r}.")
         self.jit_compile = jit_compile
         self.placement = None
         self.block_profile = None
@@ -249,7 +256,7 @@ class BlockParallel:
 
         Returns:
             The line, without a final period, e.g. `"BlockParallel: blocks 1
-            on /device:CPU:0; 2 on /device:CPU:1, pipelined; measured seconds
+            on /device:CPU:0; 2 on /device:CPU:1, pipelined, XLA per block; measured seconds
             per block step [0.0021, 0.0019]; predicted speedup 1.02x over one
             device (...); no gain predicted (below 1.1x): use ..."`.
         """
@@ -259,7 +266,8 @@ class BlockParallel:
         where = "; ".join(f"{', '.join(blocks)} on {device}"
                           for device, blocks in groups.items())
         line = (f"BlockParallel: blocks {where}"
-                + (", pipelined" if self.pipeline else ", not pipelined"))
+                + (", pipelined" if self.pipeline else ", not pipelined")
+                + (", XLA per block" if self.jit_compile else ", no XLA"))
         if self.block_costs:
             line += (f"; measured seconds per block step "
                      f"{[round(c, 4) for c in self.block_costs]}")

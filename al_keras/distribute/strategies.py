@@ -108,7 +108,7 @@ def split_gpu(num_devices, memory_limit_mb=None, share=0.9):
 
 
 def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_options=None,
-                  jit_compile=True):
+                  jit_compile="auto"):
     """The strategy of `config.distribute`; call it before any TF op.
 
     Args:
@@ -118,8 +118,9 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
             of a machine: that GPU split into logical GPUs, `split_gpu`).
         placement: `"auto"` or a list of device indices, for `"blocks"`.
         pipeline: bool, for `"blocks"`.
-        jit_compile: bool, for `"blocks"`: each block's step compiled with
-            XLA for its device.
+        jit_compile: for `"blocks"`: each block's step compiled with XLA
+            for its device (True, False, or `"auto"`: on GPUs, not on CPU
+            devices).
         ray_options: for `"ray"`, keyword arguments of `RayPipeline`.
 
     Returns:

@@ -67,7 +67,9 @@ SCHEMA = {
                                  "each stage, which divides Ray's per-call cost; "
                                  "batch-level logs come every N batches)"),
     "jit_compile": (bool, "compile the train step with XLA (about 2x faster "
-                          "for AL on CPU; with distribute=none only)"),
+                          "for AL on CPU; with distribute=none and ray; "
+                          "distribute=blocks compiles each block's step on "
+                          "GPUs, not on CPU devices)"),
     "dtype_policy": (str, f"one of {DTYPE_POLICIES}: Keras' mixed precision "
                           "(float16 with a loss scale per block optimizer, or "
                           "bfloat16; variables stay float32)"),

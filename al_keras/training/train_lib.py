@@ -129,9 +129,12 @@ def _compile(model, config, steps_per_epoch):
     else:
         learning_rate = config.lr
     # XLA compiles a step for one device: placed blocks compile each block's
-    # step for its device; replicas on logical CPU devices run without it
-    # (XLA reaches variables on CPU:0).
-    jit_compile = config.jit_compile and config.distribute in ("none", "ray", "blocks")
+    # step for its device where that pays (on GPUs: BlockParallel's "auto");
+    # replicas on logical CPU devices run without it (XLA reaches variables
+    # on CPU:0).
+    jit_compile = config.jit_compile and config.distribute in ("none", "ray")
+    if config.distribute == "blocks" and config.jit_compile:
+        jit_compile = "auto"
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   metrics=["accuracy"], jit_compile=jit_compile,
                   steps_per_execution=config.steps_per_execution,
@@ -164,7 +167,7 @@ def make_strategy(config):
                                         placement=placement,
                                         pipeline=config.pipeline,
                                         ray_options=ray_options,
-                                        jit_compile=config.jit_compile)
+                                        jit_compile="auto" if config.jit_compile else False)
     except (ValueError, RuntimeError, ImportError, ConnectionError) as e:
         raise config_lib.ConfigError(f"config.distribute={config.distribute!r}: "
                                      f"{e}") from e
