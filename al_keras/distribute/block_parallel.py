@@ -412,11 +412,9 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
             t_shape, t_dtype = (batch_size, block.label_units), block.label_encoder.compute_dtype
 
         def local_step(index, optimizers):
-            function = tf.function(
-                lambda s, t: copy._train_block(index, s, t, None, optimizers),
-                jit_compile=True, autograph=False)
-            return function if jit_compile else (
-                lambda s, t: copy._train_block(index, s, t, None, optimizers))
+            def step(s, t):
+                return copy._train_block(index, s, t, None, optimizers)
+            return tf.function(step, jit_compile=True, autograph=False) if jit_compile else step
 
         def device_pass(entries):
             block_steps = [local_step(index, optimizers)
