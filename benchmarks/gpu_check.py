@@ -32,7 +32,7 @@ variants when `--budget_seconds` would be passed, and names what it skipped.
 `--smoke` checks the script itself on a CPU in about two minutes: the small
 CNN stands in for VGG and ResNet-20, the CPU is split into logical devices,
 the variants of a part share one process, the epochs are a few steps, and
-part d trains on 2,000 images.
+part d trains the light-bridge CNN on 512 images.
 """
 
 import datetime
@@ -244,11 +244,13 @@ def _learn(spec, smoke):
     from al_keras.training import config_lib, train_lib
 
     path = os.path.join(ROOT, "configs", "fashion_mnist.py")
-    config = config_lib.load_config_module(path).get_config(f"model=cnn,method={spec['method']}")
+    # Smoke: the light bridges (a fraction of the compile time) on 512 images.
+    config = config_lib.load_config_module(path).get_config(
+        f"model=cnn,method={spec['method']}" + (",light" if smoke else ""))
     config.update(epochs=1, data_dir=spec["data_dir"], export=False, eval_exits=False,
                   lr=1e-3, jit_compile=True)
     if smoke:
-        config.update(max_train_examples=2000, max_test_examples=1000)
+        config.update(max_train_examples=512, max_test_examples=256)
     with tempfile.TemporaryDirectory() as workdir:
         results = train_lib.train_and_evaluate(config, workdir, verbose=0)
     return dict(test_accuracy=results["test_accuracy"],

@@ -46,6 +46,7 @@ def test_overlap_profile_arithmetic():
     assert profile.speedup == pytest.approx(0.005 / 0.003 * profile.overlap)
 
 
+@pytest.mark.slow
 def test_prediction_is_measured_on_the_placement(cpu_devices):
     strategy = distribute.BlockParallel(cpu_devices[:2])
     with strategy.scope():

@@ -62,6 +62,7 @@ def test_smoke_runs_every_part_and_writes_one_json_and_one_table(tmp_path):
     assert "| part | model | method | variant | precision | examples/s | ratio |" in stdout
 
 
+@pytest.mark.slow
 def test_a_spent_budget_starts_no_variant_and_names_what_it_skipped(tmp_path):
     report, stdout = _gpu_check(tmp_path, "--smoke", "--budget_seconds=0",
                                 "--fashion_mnist_dir=", timeout=120)

@@ -65,6 +65,7 @@ def test_skip_leaves_the_weights_finite_and_counts_the_batch(digits):
                             hidden_units=8).compile(on_nonfinite_loss="skip")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "sequential"])
 def test_skip_on_blocks_placed_on_devices(pipeline, digits, cpu_devices):
     (x, y), _ = digits

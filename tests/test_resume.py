@@ -91,8 +91,7 @@ def test_sigkill_at_random_moments_loses_nothing(uninterrupted, tmp_path):
     # partial-epoch_<k>.keras exists, not yet renamed); a random time after
     # the run finished a checkpoint (anywhere in the next epoch); or a random
     # time during startup (loading the checkpoint: startup takes ~5 s).
-    plan = ["checkpoint write", "after a checkpoint", "startup", "checkpoint write",
-            "after a checkpoint"]
+    plan = ["checkpoint write", "after a checkpoint", "startup", "checkpoint write"]
     kills, resumed_from = [], 0
     for moment in plan:
         proc = subprocess.Popen(_command(workdir), stdout=subprocess.PIPE,
