@@ -9,6 +9,8 @@ Where things live:
 * `al_keras.core` -- the layers (the text models' sequence layers in
   `core/sequence.py`), `ALModel` (its local losses in
   `core/local_training.py`, its exits in `core/exits.py`), `BPModel`;
+  adaptive early exit and its calibration in `core/early_exit.py`
+  (`al_keras.exits`);
 * `al_keras.models` -- the model zoo (`get`, `associate`, `bp_twin`) and its
   backbones;
 * `al_keras.distribute` -- blocks on devices (`BlockParallel`), the
@@ -21,6 +23,7 @@ Where things live:
 __version__ = "0.1.0"
 
 from al_keras import data, distribute, models
+from al_keras.core import early_exit as exits
 from al_keras.core.al_model import ALModel
 from al_keras.core.block import AssociatedBlock
 from al_keras.core.bp_model import BPModel
@@ -62,6 +65,7 @@ __all__ = [
     "bp_twin",
     "data",
     "distribute",
+    "exits",
     "models",
     "pipeline_simulator",
 ]

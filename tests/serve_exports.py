@@ -27,7 +27,9 @@ def main(manifest_path, output_path):
         x = tf.constant(np.load(entry["inputs"]))
         loaded = tf.saved_model.load(entry["export_dir"])
         for name, signature in loaded.signatures.items():
-            results[f"{key}/{name}"] = signature(inputs=x)["probabilities"].numpy()
+            _, named = signature.structured_input_signature
+            extra = {"threshold": tf.constant(0.5)} if "threshold" in named else {}
+            results[f"{key}/{name}"] = signature(inputs=x, **extra)["probabilities"].numpy()
     assert "al_keras" not in sys.modules
     np.savez(output_path, **results)
 

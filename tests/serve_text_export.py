@@ -28,8 +28,12 @@ def main(export_dir, texts_path, output_path):
     loaded = tf.saved_model.load(export_dir)
     results = {}
     for name in sorted(set(loaded.signatures) - {"token_ids"}):
-        out = loaded.signatures[name](text=tf.constant(texts))
+        _, named = loaded.signatures[name].structured_input_signature
+        extra = {"threshold": tf.constant(0.5)} if "threshold" in named else {}
+        out = loaded.signatures[name](text=tf.constant(texts), **extra)
         results[f"saved/{name}"] = out["probabilities"].numpy()
+        if "exit" in out:
+            results[f"saved/{name}/exit"] = out["exit"].numpy()
     token_ids = loaded.signatures["token_ids"]
     results["saved/token_ids"] = token_ids(inputs=tf.constant(ids))["probabilities"].numpy()
     try:

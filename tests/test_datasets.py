@@ -441,3 +441,24 @@ def test_max_examples_take_the_same_first_examples_every_epoch():
     assert as_set(epochs[0]) <= as_set(first)
     with pytest.raises(ValueError, match="max_train_examples"):
         datasets.load("digits", batch_size=8, max_train_examples=-1)
+
+
+def test_validation_examples_are_held_out_from_the_end_of_the_training_split():
+    (x, _), _ = al_keras.data.load_digits()  # The training split, in its order.
+    data = datasets.load("digits", batch_size=64, validation_examples=100)
+    assert (data.num_train, data.num_validation) == (len(x) - 100, 100)
+    validation = np.concatenate([v for v, _ in data.validation])
+    train = np.concatenate([t for t, _ in data.train])
+    np.testing.assert_array_equal(validation.reshape(100, -1), x[-100:])
+    def as_set(a):
+        return {row.tobytes() for row in a.reshape(len(a), -1)}
+    assert len(train) == len(x) - 100 and not as_set(train) & as_set(validation)
+    # max_train_examples counts from the first training example, as before.
+    limited = datasets.load("digits", batch_size=64, validation_examples=100,
+                            max_train_examples=300)
+    assert limited.num_train == 300 and limited.num_validation == 100
+    assert datasets.load("digits", batch_size=8).validation is None
+    with pytest.raises(ValueError, match="leaves no training example"):
+        datasets.load("digits", batch_size=8, validation_examples=len(x))
+    with pytest.raises(ValueError, match="validation_examples must be an integer >= 0"):
+        datasets.load("digits", batch_size=8, validation_examples=-3)

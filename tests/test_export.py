@@ -13,12 +13,13 @@ import al_keras
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _serve(export_dir, x, tmp_path):
+def _serve(export_dir, x, tmp_path, threshold=0.5):
     np.save(tmp_path / "x.npy", x)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "serve_exported.py"),
-         str(export_dir), str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+         str(export_dir), str(tmp_path / "x.npy"), str(tmp_path / "out.npz"),
+         repr(threshold)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -40,13 +41,26 @@ def test_al_export_serves_every_exit_without_al_keras(
                                 **options)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(x[:128], y[:128], epochs=1, verbose=0)
+    # Thresholds that send some examples out at exit 1 and not others.
+    first = model.predict(x_test, exit=1, verbose=0).max(-1)
+    default, given = (float(np.quantile(first, q)) for q in (0.7, 0.4))
+    model.exit_threshold = default  # As calibrate() would: the `adaptive` default.
     model.export(tmp_path / "export")
 
-    out = _serve(tmp_path / "export", x_test, tmp_path)
+    out = _serve(tmp_path / "export", x_test, tmp_path, threshold=given)
     exits = [f"exit_{i}" for i in range(1, model.num_blocks + 1)]
-    assert sorted(k.split("/")[1] for k in out if k.startswith("saved/")) == sorted(
-        ["serve", "serving_default"] + exits
+    assert sorted({k.split("/")[1] for k in out if k.startswith("saved/")}) == sorted(
+        ["adaptive", "adaptive_threshold", "serve", "serving_default"] + exits
     )
+    # The adaptive signatures: at the model's threshold, and at the one given
+    # to serve_exported.py, as predict(exit="adaptive"); TFLite too.
+    for key, threshold in (("adaptive", None), ("adaptive_threshold", given)):
+        expected = model.predict(x_test, exit="adaptive", threshold=threshold, verbose=0)
+        assert len(set(expected["exit"])) > 1  # Examples leave at different exits.
+        for kind, atol in (("saved", 1e-5), ("tflite", 1e-4)):
+            np.testing.assert_allclose(out[f"{kind}/{key}"], expected["probabilities"],
+                                       atol=atol)
+            np.testing.assert_array_equal(out[f"{kind}/{key}/exit"], expected["exit"])
     full = model.predict(x_test, verbose=0)
     np.testing.assert_allclose(out["saved/serving_default"], full, atol=1e-5)
     np.testing.assert_allclose(out["tflite/serving_default"], full, atol=1e-4)

@@ -249,16 +249,23 @@ def test_safe_mode_load_restores_predictions_and_steps(saved_runs, safely_loaded
 
 @pytest.mark.slow
 def test_exports_serve_every_path_without_al_keras(saved_runs, served):
-    expected_signatures = {
-        key: sorted(["serve", "serving_default"]
-                    + [p for p in run["probabilities"] if p != "full"])
-        for key, run in saved_runs.items()
+    exits = {key: [p for p in run["probabilities"] if p != "full"]
+             for key, run in saved_runs.items()}
+    expected_signatures = {  # AL models also serve the adaptive path.
+        key: sorted(["serve", "serving_default"] + names
+                    + (["adaptive", "adaptive_threshold"] if names else []))
+        for key, names in exits.items()
     }
     assert {k: sorted(v) for k, v in _by_run(served).items()} == expected_signatures
     for key, signatures in _by_run(served).items():
         probabilities = saved_runs[key]["probabilities"]
         for name, output in signatures.items():
-            expected = probabilities["full" if name.startswith("serv") else name]
+            if name == "adaptive_threshold":  # At 0.5: each row is one exit's.
+                candidates = np.stack([probabilities[e] for e in exits[key]], axis=1)
+                assert np.abs(candidates - output[:, None]).max(-1).min(-1).max() < 1e-5
+                continue
+            expected = probabilities["full" if name.startswith(("serv", "adaptive"))
+                                     else name]  # Uncalibrated adaptive: the full path.
             np.testing.assert_allclose(output, expected, atol=1e-5,
                                        err_msg=f"{key} {name}")
 

@@ -299,6 +299,13 @@ def test_exported_text_model_serves_strings_without_al_keras(name, tmp_path):
     for exit in (1, 2, 3):
         np.testing.assert_allclose(served[f"saved/exit_{exit}"],
                                    model.predict(ids, exit=exit, verbose=0), atol=1e-5)
+    # The adaptive path of a text model (mask carried block to block) serves too.
+    adaptive = model.predict(ids, exit="adaptive", threshold=0.5, verbose=0)
+    np.testing.assert_allclose(served["saved/adaptive_threshold"],
+                               adaptive["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(served["saved/adaptive_threshold/exit"], adaptive["exit"])
+    np.testing.assert_allclose(served["saved/adaptive"], served["saved/serving_default"],
+                               atol=1e-6)  # Not calibrated: the full path.
     np.testing.assert_allclose(served["saved/serving_default"].sum(-1), 1.0, rtol=1e-5)
     assert served["wrong_input_error"].item().startswith(("TypeError", "ValueError",
                                                           "InvalidArgumentError"))

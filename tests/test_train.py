@@ -9,7 +9,9 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import al_keras
 from al_keras.training import runs, train_lib
@@ -28,8 +30,12 @@ def _digits_config(arg=None, **changes):
 @pytest.mark.slow
 def test_train_and_evaluate_writes_every_output(tmp_path):
     workdir = str(tmp_path / "run")
-    results = train_lib.train_and_evaluate(_digits_config(), workdir, verbose=0)
-    assert results["test_accuracy"] >= 0.95
+    # 300 held out: with them a drop of 3 points can be vouched for (half a
+    # point cannot: the bound keeps the full path).
+    results = train_lib.train_and_evaluate(
+        _digits_config(validation_examples=300, max_exit_accuracy_drop=0.03), workdir,
+        verbose=0)
+    assert results["test_accuracy"] >= 0.95 and results["num_train"] == 1438 - 300
     for name in ("config.json", "metrics.csv", "results.json", "curves.png",
                  "saved_model/saved_model.pb", "checkpoints"):
         assert os.path.exists(os.path.join(workdir, name)), name
@@ -44,6 +50,19 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
     assert {"assoc_loss_1", "ae_loss_2", "val_accuracy", "val_exit_1_accuracy",
             "val_exit_2_accuracy", "epoch_seconds"} <= rows[0].keys()
     assert rows[-1]["val_accuracy"] == pytest.approx(saved["test_accuracy"], abs=1e-6)
+    # The adaptive exit, calibrated on the held-out examples, and in the export.
+    adaptive = saved["adaptive_exit"]
+    assert adaptive["num_examples"] == 300 and adaptive["confidence"] == "max_prob"
+    assert 0 <= adaptive["threshold"] <= 1 and adaptive["flops_saved"] > 0
+    assert adaptive["accuracy"] >= adaptive["full_accuracy"] - 0.03
+    assert adaptive["test"]["full_accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert 0 < adaptive["flops_per_example"] <= adaptive["full_flops"]
+    served = tf.saved_model.load(os.path.join(workdir, "saved_model")).signatures
+    x = tf.random.stateless_uniform((16, 8, 8, 1), seed=(1, 2))
+    np.testing.assert_array_equal(
+        served["adaptive"](inputs=x)["exit"],
+        served["adaptive_threshold"](inputs=x, threshold=tf.constant(
+            adaptive["threshold"], tf.float32))["exit"])
     tb_files = [f for _, _, fs in os.walk(os.path.join(workdir, "tensorboard")) for f in fs]
     assert any(f.startswith("events.out.tfevents") for f in tb_files)
 
@@ -57,6 +76,9 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
                            f"--output={out}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| bp | digits | mlp | 3 |" in proc.stdout and out.stat().st_size > 10_000
+    # The adaptive exit's column: test accuracy and FLOPs saved.
+    assert f"| {adaptive['test']['accuracy']:.4f}, {adaptive['test']['flops_saved']:.1%} |" \
+        in proc.stdout
 
 
 @pytest.mark.slow

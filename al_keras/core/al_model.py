@@ -11,8 +11,8 @@ import keras
 import tensorflow as tf
 
 from al_keras import distribute as distribute_lib
+from al_keras.core import early_exit, input_checks, keras_compat, local_training, nonfinite
 from al_keras.core import exits as exits_lib
-from al_keras.core import input_checks, keras_compat, local_training, nonfinite
 from al_keras.core import labels as labels_lib
 from al_keras.core import optimizers as optimizers_lib
 from al_keras.core import sequence as sequence_lib
@@ -53,7 +53,9 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
     with `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
     *exit* at block i (`x -> f_1 ... f_i -> b_i -> h_i ... h_1`) is
     `model(x, exit=i)`, `model.predict(x, exit=i)` or
-    `model.evaluate(x, y, exit=i)`; `model.call_exits(x)` and
+    `model.evaluate(x, y, exit=i)`; `model.predict(x, exit="adaptive")`
+    lets each example leave at its shallowest confident exit (threshold
+    from `al_keras.exits.calibrate`); `model.call_exits(x)` and
     `model.evaluate_exits(dataset)` give every exit from one pass of the
     encoders; the SavedModel from `model.export()` has one signature per
     exit.
@@ -87,6 +89,13 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             to token ids).  It is not part of `call` (it runs in the input
             pipeline); it is saved with the model, and `export()` serves
             raw inputs through it.
+        exit_threshold: optional float >= 0, the confidence at which an
+            example leaves early on the adaptive path
+            (`predict(x, exit="adaptive")`, the exported `adaptive`
+            signature); None: the full path.  Set by
+            `al_keras.exits.calibrate`.
+        exit_confidence: the adaptive path's confidence, `"max_prob"`
+            (default) or `"margin"`.
         **kwargs: `keras.Model` arguments (`name`, ...).
 
     Call arguments:
@@ -119,6 +128,8 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         loss_weights=None,
         ae_lr_multiplier=2.0,
         preprocessor=None,
+        exit_threshold=None,
+        exit_confidence="max_prob",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -165,6 +176,8 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         self.output_loss = output_loss
         self.loss_weights = loss_weights
         self.ae_lr_multiplier = float(ae_lr_multiplier)
+        self.exit_threshold = early_exit.check_threshold(exit_threshold)
+        self.exit_confidence = early_exit.check_confidence(exit_confidence)
 
         self.assoc_loss_trackers = [
             keras.metrics.Mean(name=f"assoc_loss_{i}")
@@ -313,6 +326,8 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             output_loss=self.output_loss,
             loss_weights=list(self.loss_weights),
             ae_lr_multiplier=self.ae_lr_multiplier,
+            exit_threshold=self.exit_threshold,
+            exit_confidence=self.exit_confidence,
         )
         if self.preprocessor is not None:
             config["preprocessor"] = keras.saving.serialize_keras_object(

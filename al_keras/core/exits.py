@@ -3,8 +3,9 @@
 The full path is `x -> f_1 ... f_L -> b_L -> h_L ... h_1`; the exit at block
 i is the shortcut `x -> f_1 ... f_i -> b_i -> h_i ... h_1`.  `ExitsMixin`
 gives `call(x, exit=i)`, `call_exits` / `evaluate_exits` (every exit from
-one pass of the encoders), `predict` / `evaluate` with `exit=`, and the
-SavedModel export with one signature per exit.
+one pass of the encoders), `predict` / `evaluate` with `exit=` (an exit,
+or `"adaptive"`: see `early_exit.py`), and the SavedModel export with one
+signature per exit and the adaptive ones.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from al_keras.core import early_exit
 from al_keras.core import export as export_lib
 from al_keras.core import labels as labels_lib
 
@@ -19,11 +21,14 @@ from al_keras.core import labels as labels_lib
 class ExitsMixin:
     """`ALModel`'s inference paths: the full path and every block's exit."""
 
-    def _check_exit(self, exit):
+    def _check_exit(self, exit, adaptive=False):
         if exit is None:
             return self.num_blocks
+        if adaptive and exit == early_exit.ADAPTIVE:
+            return exit
         if isinstance(exit, bool) or not isinstance(exit, int):
-            raise TypeError(f"`exit` must be an int, got {exit!r}.")
+            raise TypeError(f"`exit` must be an int in [1, {self.num_blocks}]"
+                            + (' or "adaptive"' if adaptive else "") + f", got {exit!r}.")
         if not 1 <= exit <= self.num_blocks:
             raise ValueError(
                 f"`exit` must be in [1, {self.num_blocks}] (this model has "
@@ -66,6 +71,35 @@ class ExitsMixin:
             if index + 1 in exits:
                 outputs[index + 1] = self._decode(prediction, index + 1)
         return outputs
+
+    def adaptive_exit(self, inputs, threshold=None, confidence=None, training=False):
+        """Each example's class probabilities at its shallowest confident exit.
+
+        The blocks run one at a time; after block i, an example whose
+        confidence at exit i reaches `threshold` leaves with exit i's
+        probabilities, and the last exit takes the rest.  In a graph (a
+        `tf.function`, the exported `adaptive` signature) the blocks after
+        the last one any example of the batch needs are not run.
+
+        Args:
+            inputs: input batch.
+            threshold: float >= 0; default `self.exit_threshold` (set by
+                `al_keras.exits.calibrate`), and without one the full path.
+                0 sends every example out at exit 1, above 1 none early.
+            confidence: `"max_prob"` (the top probability) or `"margin"`
+                (top minus second); default `self.exit_confidence`.
+            training: bool.
+
+        Returns:
+            `(probabilities (batch, num_classes), exit (batch,) int32)`,
+            the exit 1-based.
+        """
+        threshold = early_exit.check_threshold(
+            self.exit_threshold if threshold is None else threshold)
+        measure = early_exit.check_confidence(confidence or self.exit_confidence)
+        return early_exit.adaptive_path(
+            self, inputs, float("inf") if threshold is None else threshold, measure,
+            training=training)
 
     def evaluate_exits(self, data, exits=None):
         """Accuracy at several exits in one pass over `data` (`call_exits`).
@@ -124,23 +158,38 @@ class ExitsMixin:
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        exit = self._check_exit(self._active_exit)
         assoc_losses, ae_losses, predictions = self.local_losses(
             x, y, sample_weight, training=False
         )
-        y_pred = self._decode(predictions[exit - 1], exit)
+        if isinstance(self._active_exit, tuple):  # ("adaptive", threshold, confidence)
+            y_pred = self.adaptive_exit(x, *self._active_exit[1:])[0]
+        else:
+            exit = self._check_exit(self._active_exit)
+            y_pred = self._decode(predictions[exit - 1], exit)
         self._record_losses(assoc_losses, ae_losses)
         return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(self._active_exit, tuple):  # ("adaptive", threshold, confidence)
+            probabilities, taken = self.adaptive_exit(x, *self._active_exit[1:])
+            return {"probabilities": probabilities, "exit": taken}
         return self(x, training=False, exit=self._active_exit)
 
     @contextlib.contextmanager
-    def _exit_scope(self, exit, function_attr):
-        """Runs Keras' predict/evaluate loop with the shortcut path `exit`."""
-        exit = self._check_exit(exit)
-        if exit == self.num_blocks:
+    def _exit_scope(self, exit, function_attr, threshold=None, confidence=None):
+        """Runs Keras' predict/evaluate loop with the shortcut path `exit`
+        (or the adaptive path, at `threshold` and `confidence`)."""
+        exit = self._check_exit(exit, adaptive=True)
+        if exit != early_exit.ADAPTIVE and (threshold is not None or confidence is not None):
+            raise ValueError('`threshold` and `confidence` are for exit="adaptive", '
+                             f"not exit={exit!r}.")
+        if exit == early_exit.ADAPTIVE:
+            threshold = early_exit.check_threshold(
+                self.exit_threshold if threshold is None else threshold)
+            exit = (exit, float("inf") if threshold is None else threshold,
+                    early_exit.check_confidence(confidence or self.exit_confidence))
+        elif exit == self.num_blocks:
             yield
             return
         key = (function_attr, exit)
@@ -154,17 +203,26 @@ class ExitsMixin:
             setattr(self, function_attr, saved)
             self._active_exit = None
 
-    def predict(self, x, *args, exit=None, **kwargs):
-        """`keras.Model.predict`; `exit=i` uses block i's shortcut path."""
-        with self._exit_scope(exit, "predict_function"):
+    def predict(self, x, *args, exit=None, threshold=None, confidence=None, **kwargs):
+        """`keras.Model.predict`; `exit=i` uses block i's shortcut path.
+
+        `exit="adaptive"`: each example leaves at its shallowest confident
+        exit (`adaptive_exit`; `threshold` and `confidence` default to the
+        model's calibrated ones); returns `{"probabilities": (n, classes),
+        "exit": (n,) int32}`.
+        """
+        with self._exit_scope(exit, "predict_function", threshold, confidence):
             return super().predict(x, *args, **kwargs)
 
-    def evaluate(self, x=None, y=None, *args, exit=None, **kwargs):
-        """`keras.Model.evaluate`; `exit=i` measures block i's shortcut path.
+    def evaluate(self, x=None, y=None, *args, exit=None, threshold=None, confidence=None,
+                 **kwargs):
+        """`keras.Model.evaluate`; `exit=i` measures block i's shortcut path,
+        `exit="adaptive"` the adaptive path (`threshold`, `confidence` as in
+        `predict`).
 
         The local losses are those of the whole model either way.
         """
-        with self._exit_scope(exit, "test_function"):
+        with self._exit_scope(exit, "test_function", threshold, confidence):
             return super().evaluate(x, y, *args, **kwargs)
 
     def export(self, filepath, format="tf_saved_model", verbose=None,
@@ -173,7 +231,12 @@ class ExitsMixin:
 
         Signatures: `serving_default` (and `serve`), the full-path class
         probabilities; `exit_1` ... `exit_L`, the shortcut paths.  Each takes
-        one float tensor `inputs` and returns `{"probabilities": ...}`.  An
+        one float tensor `inputs` and returns `{"probabilities": ...}`.
+        `adaptive` (`inputs`) and `adaptive_threshold` (`inputs`, a float
+        scalar `threshold`) run the adaptive path (`adaptive_exit`: the
+        blocks no example needs are not run) at the model's calibrated
+        threshold (`exit_threshold`; without one, the full path) or the
+        one given, and return `{"probabilities": ..., "exit": ...}`.  An
         existing `filepath` is replaced only with `overwrite=True`.  Other
         formats are handed to `keras.Model.export`.
         """
@@ -185,6 +248,17 @@ class ExitsMixin:
             endpoints[f"exit_{exit}"] = (
                 lambda x, exit=exit: self(x, training=False, exit=exit)
             )
+        default = early_exit.check_threshold(self.exit_threshold)
+        measure = early_exit.check_confidence(self.exit_confidence)
+
+        def adaptive(x, threshold):
+            probabilities, taken = early_exit.adaptive_path(self, x, threshold, measure)
+            return {"probabilities": probabilities, "exit": taken}
+
+        endpoints[early_exit.ADAPTIVE] = export_lib.Endpoint(
+            lambda x: adaptive(x, float("inf") if default is None else default))
+        endpoints["adaptive_threshold"] = export_lib.Endpoint(
+            adaptive, extra_inputs=[tf.TensorSpec((), tf.float32, name="threshold")])
         export_lib.export_saved_model(
             self, filepath, endpoints, input_signature=input_signature,
             overwrite=overwrite, verbose=verbose,

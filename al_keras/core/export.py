@@ -1,10 +1,24 @@
 """SavedModel export with one named signature per inference path."""
 
+import dataclasses
 import os
 import shutil
 
 import keras
 import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Endpoint:
+    """A signature whose function returns its own dict of outputs.
+
+    Attributes:
+        fn: `fn(inputs, *extra)` returning a dict of tensors.
+        extra_inputs: `tf.TensorSpec`s of the inputs after the model's.
+    """
+
+    fn: object
+    extra_inputs: list = dataclasses.field(default_factory=list)
 
 
 def export_saved_model(model, filepath, endpoints, input_signature=None,
@@ -15,7 +29,9 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         model: a built Keras model.
         filepath: directory to write.
         endpoints: dict name -> function of one input batch returning class
-            probabilities.  The first one is also `serving_default`.
+            probabilities (served as `{"probabilities": ...}`), or an
+            `Endpoint` (its own outputs and more inputs).  The first one is
+            also `serving_default`.
         input_signature: optional `tf.TensorSpec` of the input; default: the
             model's built input shape with a free batch size, float32 (int32
             token ids for a text model), named `inputs`; for a model with a
@@ -45,21 +61,22 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
                            else input_spec(model))
     if isinstance(input_signature, (list, tuple)):
         (input_signature,) = input_signature
+    endpoints = {name: fn if isinstance(fn, Endpoint) else Endpoint(_named_output(fn))
+                 for name, fn in endpoints.items()}
     first = next(iter(endpoints.values()))
     if preprocessor is not None:  # Raw inputs in: the preprocessor runs first.
-        endpoints = {name: (lambda raw, fn=fn: fn(preprocessor(raw)))
-                     for name, fn in endpoints.items()}
+        endpoints = {name: dataclasses.replace(
+            endpoint, fn=_after(preprocessor, endpoint.fn, len(endpoint.extra_inputs)))
+            for name, endpoint in endpoints.items()}
     archive = keras.export.ExportArchive()
     archive.track(model)
     if preprocessor is not None:
         archive.track(preprocessor)  # Its lookup tables.
-    for name, fn in endpoints.items():
-        archive.add_endpoint(
-            name, _named_output(fn), input_signature=[input_signature]
-        )
+    for name, endpoint in endpoints.items():
+        archive.add_endpoint(name, endpoint.fn,
+                             input_signature=[input_signature, *endpoint.extra_inputs])
     if preprocessor is not None:
-        archive.add_endpoint("token_ids", _named_output(first), input_signature=[
-            input_spec(model)])
+        archive.add_endpoint("token_ids", first.fn, input_signature=[input_spec(model)])
     partial = f"{filepath}.partial-{os.getpid()}"
     if os.path.exists(partial):  # Left by an interrupted export with our pid.
         shutil.rmtree(partial)
@@ -71,6 +88,17 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         shutil.rmtree(old)
     else:
         os.replace(partial, filepath)
+
+
+def _after(preprocessor, fn, extra_inputs):
+    """`fn` on the preprocessor's output, with the same number of inputs
+    (a traced signature takes no `*args` or keyword defaults)."""
+    if extra_inputs == 0:
+        return lambda raw: fn(preprocessor(raw))
+    if extra_inputs == 1:
+        return lambda raw, extra: fn(preprocessor(raw), extra)
+    raise ValueError(f"An endpoint takes at most 1 input besides the model's, got "
+                     f"{extra_inputs}.")
 
 
 def _named_output(fn):

@@ -76,6 +76,9 @@ class Data:
             that maps raw strings to the token ids of the batches; None for
             images.
         class_names: the classes' names, where the set has them.
+        validation: the held-out training examples (`validation_examples`),
+            batched like `test`; None without.
+        num_validation: their number (0 without).
     """
 
     train: tf.data.Dataset
@@ -87,11 +90,13 @@ class Data:
     train_epochs: object = None
     preprocessor: object = None
     class_names: tuple = None
+    validation: tf.data.Dataset = None
+    num_validation: int = 0
 
 
 def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_size=None,
-         max_train_examples=0, max_test_examples=0, sequence_length=128,
-         vocab_size=30000, with_words=False, vocabulary=None):
+         max_train_examples=0, max_test_examples=0, validation_examples=0,
+         sequence_length=128, vocab_size=30000, with_words=False, vocabulary=None):
     """Loads a dataset as batched tf.data pipelines.
 
     Args:
@@ -111,6 +116,9 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
         max_train_examples: if > 0, use only the first this many training
             examples (the same ones every epoch); likewise
         max_test_examples: for the test set.
+        validation_examples: if > 0, the last this many examples of the
+            training split are held out as `Data.validation` (never trained
+            on; `max_train_examples` counts from the first of the rest).
         sequence_length, vocab_size, with_words, vocabulary: text sets
             only; see `al_keras.data.text.load_text`.
 
@@ -143,7 +151,8 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                 f"data_dir {data_dir!r} does not exist: give the folder that holds "
                 f"{name}'s files (config.data_dir), or leave it empty to use TFDS.")
     for arg, value in (("max_train_examples", max_train_examples),
-                       ("max_test_examples", max_test_examples)):
+                       ("max_test_examples", max_test_examples),
+                       ("validation_examples", validation_examples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{arg} must be an integer >= 0, got {value!r}.")
     if name in text_lib.TEXT_DATASETS:
@@ -152,10 +161,11 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
             seed=seed, data_dir=data_dir, sequence_length=sequence_length,
             vocab_size=vocab_size, with_words=with_words,
             max_train_examples=max_train_examples, max_test_examples=max_test_examples,
-            vocabulary=vocabulary)
+            validation_examples=validation_examples, vocabulary=vocabulary)
     batches = dict(batch_size=int(batch_size), test_batch_size=int(test_batch_size),
                    seed=seed, augment=augmentation if augment else None)
-    limits = dict(max_train=int(max_train_examples), max_test=int(max_test_examples))
+    limits = dict(max_train=int(max_train_examples), max_test=int(max_test_examples),
+                  validation=int(validation_examples))
 
     if name == "digits":
         (x, y), (x_test, y_test) = _embedded.load_digits(seed=seed, image_shape=True)
@@ -185,8 +195,18 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                   preprocess=preprocess)
 
 
-def _limit(data, max_train, max_test):
-    """The first `max_train` / `max_test` examples (0: all), before shuffling."""
+def _limit(data, max_train, max_test, validation=0):
+    """The last `validation` training examples held out, then the first
+    `max_train` of the rest / `max_test` examples (0: all), before shuffling."""
+    if validation:
+        if validation >= data.num_train:
+            raise ValueError(
+                f"validation_examples={validation} leaves no training example: the "
+                f"training split has {data.num_train}; hold out fewer.")
+        rest = data.num_train - validation
+        data = dataclasses.replace(data, validation=data.train.skip(rest),
+                                   num_validation=validation,
+                                   train=data.train.take(rest), num_train=rest)
     if max_train and max_train < data.num_train:
         data = dataclasses.replace(data, train=data.train.take(max_train),
                                    num_train=max_train)
@@ -240,15 +260,19 @@ def pipelines(data, *, batch_size, test_batch_size, seed, augment, decode=None,
 
     # One pass, one epoch: a new (seeded) random epoch seed every pass.
     train = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    test = data.test
-    if decode is not None:
-        test = test.map(decode, num_parallel_calls=_AUTOTUNE)
-    test = test.batch(test_batch_size)
-    if preprocess is not None:
-        test = test.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+    def evaluation_batches(split):
+        if decode is not None:
+            split = split.map(decode, num_parallel_calls=_AUTOTUNE)
+        split = split.batch(test_batch_size)
+        if preprocess is not None:
+            split = split.map(lambda x, y: (preprocess(x), y), num_parallel_calls=_AUTOTUNE)
+        return split.prefetch(_AUTOTUNE)
+
     return dataclasses.replace(
         data, train=train.flat_map(epoch_batches).prefetch(_AUTOTUNE),
-        train_epochs=train_epochs, test=test.prefetch(_AUTOTUNE))
+        train_epochs=train_epochs, test=evaluation_batches(data.test),
+        validation=(None if data.validation is None
+                    else evaluation_batches(data.validation)))
 
 
 def _permuted(examples, seed):

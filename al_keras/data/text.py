@@ -54,7 +54,8 @@ TEXT_DATASETS = ("wordnet",) + tuple(STOCK_TEXT_SETS)
 
 def load_text(name, *, batch_size, test_batch_size, seed, data_dir=None,
               sequence_length=128, vocab_size=30000, with_words=False,
-              max_train_examples=0, max_test_examples=0, vocabulary=None):
+              max_train_examples=0, max_test_examples=0, validation_examples=0,
+              vocabulary=None):
     """Loads a text set as batched pipelines of token ids; see the module doc.
 
     Args:
@@ -68,6 +69,8 @@ def load_text(name, *, batch_size, test_batch_size, seed, data_dir=None,
             included.
         with_words: `wordnet` only: the synset's words before its gloss.
         max_train_examples, max_test_examples: if > 0, the first this many.
+        validation_examples: if > 0, the last this many training examples
+            held out (`Data.validation`; the vectorizer does not see them).
         vocabulary: optional list of words (a run's saved vocabulary, ids 2
             and up): the vectorizer uses it instead of adapting.
 
@@ -99,7 +102,8 @@ def load_text(name, *, batch_size, test_batch_size, seed, data_dir=None,
         raise ValueError(f"{name} in {builder.data_dir} is empty: {data.num_train} "
                          f"training and {data.num_test} test examples.")
     data = datasets._limit(data, max_train=int(max_train_examples),
-                           max_test=int(max_test_examples))
+                           max_test=int(max_test_examples),
+                           validation=int(validation_examples))
     vectorizer = adapted_vectorizer(data.train.map(lambda text, _: text),
                                     vocab_size=int(vocab_size),
                                     sequence_length=int(sequence_length),

@@ -13,7 +13,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from al_keras import models as models_lib
-from al_keras.core import nonfinite
+from al_keras.core import early_exit, nonfinite
 from al_keras.data import datasets
 
 METHODS = ("al", "bp")
@@ -39,6 +39,16 @@ SCHEMA = {
     "max_train_examples": (int, "use only the first N training examples (0: all)"),
     "max_test_examples": (int, "use only the first N test examples (0: all)"),
     "eval_exits": (bool, "measure every exit's test accuracy each epoch"),
+    "validation_examples": (int, "hold out the last N training examples (0: none); "
+                                 "method=al calibrates the adaptive exit on them "
+                                 "at the end"),
+    "exit_confidence": (str, f"the adaptive exit's confidence, one of "
+                             f"{early_exit.CONFIDENCES}"),
+    "max_exit_accuracy_drop": (float, "the validation accuracy the adaptive exit "
+                                      "may give up (0.005: half a point)"),
+    "exit_drop_bound_z": (float, "standard errors added to the adaptive exit's "
+                                 "measured drop when calibrating (1.645: one-sided "
+                                 "95%; 0: the drop alone)"),
     "sequence_length": (int, "text sets: tokens per example (longer texts "
                              "truncated, shorter ones padded)"),
     "vocab_size": (int, "text sets: the vectorizer's vocabulary, padding and "
@@ -91,6 +101,10 @@ DEFAULTS = {
     "max_train_examples": 0,
     "max_test_examples": 0,
     "eval_exits": True,
+    "validation_examples": 0,
+    "exit_confidence": "max_prob",
+    "max_exit_accuracy_drop": 0.005,
+    "exit_drop_bound_z": 1.645,
     "sequence_length": 128,
     "vocab_size": 30000,
     "with_words": False,
@@ -348,6 +362,12 @@ def validate(config):
     check(config.lr_schedule in LR_SCHEDULES, "lr_schedule", SCHEMA["lr_schedule"][1])
     check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
     check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
+    check(config.validation_examples >= 0, "validation_examples", "must be >= 0")
+    check(config.exit_confidence in early_exit.CONFIDENCES, "exit_confidence",
+          f"one of {early_exit.CONFIDENCES}")
+    check(0 <= config.max_exit_accuracy_drop <= 1, "max_exit_accuracy_drop",
+          "must be in [0, 1] (a fraction of accuracy: 0.005 is half a point)")
+    check(config.exit_drop_bound_z >= 0, "exit_drop_bound_z", "must be >= 0")
     check(config.sequence_length >= 1, "sequence_length", "must be >= 1")
     check(config.vocab_size >= 3, "vocab_size",
           "must be >= 3 (padding, out-of-vocabulary and at least one word)")

@@ -131,8 +131,9 @@ def markdown_table(runs):
     """A markdown table comparing `runs` (from `load_run`)."""
     lines = [
         "| run | method | dataset | model | epochs | test accuracy | exits | "
-        "macro-F1 (exits) | s/epoch | examples/s | params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "macro-F1 (exits) | adaptive exit: test accuracy, FLOPs saved | s/epoch | "
+        "examples/s | params |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         r = run["results"]
@@ -141,10 +142,13 @@ def markdown_table(runs):
         if r.get("exit_test_macro_f1"):
             f1 += " (" + ", ".join(f"{a:.4f}" for a in r["exit_test_macro_f1"]) + ")"
         per_epoch = r["train_seconds"] / r["epochs"] if r["epochs"] else 0.0
+        adaptive = (r.get("adaptive_exit") or {}).get("test")
+        adaptive = (f"{adaptive['accuracy']:.4f}, {adaptive['flops_saved']:.1%}"
+                    if adaptive else "-")
         lines.append(
             f"| {os.path.basename(os.path.normpath(run['dir']))} | {r['method']} | "
             f"{r['dataset']} | {r['model']} | {r['epochs']} | "
-            f"{r['test_accuracy']:.4f} | {exits} | {f1} | {per_epoch:.1f} | "
+            f"{r['test_accuracy']:.4f} | {exits} | {f1} | {adaptive} | {per_epoch:.1f} | "
             f"{r['examples_per_second'] or 0:.0f} | {r['params']:,} |"
         )
     return "\n".join(lines)
@@ -166,9 +170,11 @@ def run_colors(count):
 
 
 def plot_curves(run_dirs, path):
-    """Writes one PNG: accuracy by epoch and local losses, for every run.
+    """Writes one PNG: accuracy by epoch and local losses, for every run,
+    and accuracy against compute for the runs with a calibrated adaptive
+    exit (`results.json`'s `adaptive_exit`).
 
-    A run has one colour in both panels (`run_colors`: no two runs share
+    A run has one colour in all panels (`run_colors`: no two runs share
     one), named once in the legend on the right; the line style tells the
     curve, as each panel's own legend says: test accuracy solid, training
     dotted, exits dashed; associated losses solid, auto-encoder losses
@@ -187,7 +193,13 @@ def plot_curves(run_dirs, path):
     runs = [(os.path.basename(os.path.normpath(d)), read_metrics(d)) for d in run_dirs]
     runs = [(label, rows) for label, rows in runs if rows]
     colors = dict(zip([label for label, _ in runs], run_colors(len(runs))))
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    tradeoffs = {os.path.basename(os.path.normpath(d)): _adaptive_exit(d) for d in run_dirs}
+    tradeoffs = {label: t for label, t in tradeoffs.items() if t and label in colors}
+    fig, axes = plt.subplots(1, 3 if tradeoffs else 2, figsize=(19 if tradeoffs else 13, 4.8),
+                             layout="constrained")
+    acc_ax, loss_ax = axes[:2]
+    if tradeoffs:
+        plot_tradeoffs(axes[2], tradeoffs, colors)
     blocks = set()
     for label, rows in runs:
         color = colors[label]
@@ -230,6 +242,40 @@ def plot_curves(run_dirs, path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return colors
+
+
+def _adaptive_exit(run_dir):
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("adaptive_exit")
+
+
+def plot_tradeoffs(ax, tradeoffs, colors):
+    """Validation accuracy against FLOPs per example (relative to the full
+    path): the adaptive exit's threshold sweep as a line, its calibrated
+    threshold as a star, and each fixed exit as a marker."""
+    from matplotlib.lines import Line2D
+
+    for label, t in tradeoffs.items():
+        full = t["full_flops"]
+        rows = sorted(t["table"], key=lambda row: row["flops"])
+        ax.plot([row["flops"] / full for row in rows], [row["accuracy"] for row in rows],
+                color=colors[label], lw=1.2)
+        ax.plot(t["flops_per_example"] / full, t["accuracy"], marker="*", markersize=13,
+                color=colors[label], markeredgecolor="black", ls="")
+        for row in t["fixed_exits"]:
+            ax.plot(row["flops"] / full, row["accuracy"], ls="", color=colors[label],
+                    marker=_block_marker(row["exit"]), markersize=6, markerfacecolor="none")
+    ax.legend(handles=[
+        Line2D([], [], color="0.3", label="adaptive exit, thresholds 0 to 1"),
+        Line2D([], [], color="0.3", marker="*", ls="", markersize=11, label="calibrated"),
+        Line2D([], [], color="0.3", marker="o", ls="", markerfacecolor="none",
+               label="a fixed exit (marker: block)")], fontsize=7)
+    ax.set(xlabel="FLOPs per example / full path's", ylabel="validation accuracy",
+           title="Accuracy against compute")
+    ax.grid(alpha=0.3)
 
 
 def _block_marker(block):

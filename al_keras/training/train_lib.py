@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from al_keras import distribute, models
-from al_keras.core import input_checks, nonfinite
+from al_keras.core import early_exit, input_checks, nonfinite
 from al_keras.core.schedules import OriginalSchedule
 from al_keras.data import datasets
 from al_keras.training import config_lib, runs
@@ -203,6 +203,7 @@ def train_and_evaluate(config, workdir, verbose=1):
         test_batch_size=config.test_batch_size,
         max_train_examples=config.max_train_examples,
         max_test_examples=config.max_test_examples,
+        validation_examples=config.validation_examples,
         sequence_length=config.sequence_length, vocab_size=config.vocab_size,
         with_words=config.with_words, vocabulary=runs.read_vocabulary(vocabulary_path),
     )
@@ -298,6 +299,7 @@ def train_and_evaluate(config, workdir, verbose=1):
     if is_al:
         results["exit_test_accuracy"] = scores["accuracy"]  # The same pass as the F1s.
         results["exit_test_macro_f1"] = scores["macro_f1"]
+        results["adaptive_exit"] = calibrate_exit(model, config, data)
     _write_json(os.path.join(workdir, "results.json"), results)
     export_dir = os.path.join(workdir, "saved_model")
     if config.export and not os.path.exists(export_dir):  # Written once, whole.
@@ -305,6 +307,35 @@ def train_and_evaluate(config, workdir, verbose=1):
     if history:
         runs.plot_curves([workdir], os.path.join(workdir, "curves.png"))
     return results
+
+
+def calibrate_exit(model, config, data):
+    """Calibrates `model`'s adaptive exit on `data.validation` (keeping the
+    threshold in the model, so the export's `adaptive` signature has it)
+    and measures it on the test set; None without a validation split."""
+    if data.validation is None:
+        print("Adaptive exit not calibrated: no validation split (set "
+              "config.validation_examples, e.g. to a tenth of the training set).")
+        return None
+    calibration = early_exit.calibrate(
+        model, data.validation, max_accuracy_drop=config.max_exit_accuracy_drop,
+        confidence=config.exit_confidence, drop_bound_z=config.exit_drop_bound_z)
+    result = calibration.to_dict()
+    result["test"] = early_exit.evaluate_at(
+        model, data.test, calibration.threshold, calibration.confidence,
+        calibration.flops)
+    test = result["test"]
+    if result["threshold"] is None:
+        print(f"Adaptive exit: no threshold within the drop saves compute on "
+              f"{calibration.num_examples} validation examples; the model keeps the "
+              "full path.")
+    else:
+        print(f"Adaptive exit: threshold {result['threshold']} ({calibration.confidence}) "
+              f"on {calibration.num_examples} validation examples; test accuracy "
+              f"{test['accuracy']:.4f} against {test['full_accuracy']:.4f} on the full "
+              f"path, {early_exit.describe_saving(test['flops_saved'])}, mean exit "
+              f"{test['mean_exit']:.2f}.")
+    return result
 
 
 def _new_model(config, data):
