@@ -183,7 +183,9 @@ def test_mixed_precision_on_ray_stages_trains_in_the_float32_band(local_ray, dig
 
     (x, y), (x_test, y_test) = digits
     accuracy, first_loss = {}, {}
-    for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+    # mixed_bfloat16 under placement: test_precision.py (BlockParallel, Mirrored);
+    # here the policy whose loss scales must travel between the processes.
+    for policy in ("float32", "mixed_float16"):
         keras.utils.set_random_seed(3)
         strategy = distribute.RayPipeline(num_stages=2)
         with strategy.scope(), train_lib.dtype_policy(policy):
@@ -204,10 +206,8 @@ def test_mixed_precision_on_ray_stages_trains_in_the_float32_band(local_ray, dig
             assert len({id(o.dynamic_scale) for o in optimizers}) == 4
             assert all(float(o.dynamic_scale.numpy()) >= 1 for o in optimizers)
     # The stages computed in another type: the losses differ from float32's.
-    assert first_loss["mixed_bfloat16"] != first_loss["float32"]
     assert first_loss["mixed_float16"] != first_loss["float32"]
-    for policy in ("mixed_float16", "mixed_bfloat16"):
-        assert abs(accuracy[policy] - accuracy["float32"]) <= 0.05, accuracy
+    assert abs(accuracy["mixed_float16"] - accuracy["float32"]) <= 0.05, accuracy
 
 
 class _KillStage(keras.callbacks.Callback):
