@@ -305,7 +305,7 @@ def tradeoff(probabilities, labels, flops, measure="max_prob", thresholds=None):
     confidences = numpy_confidence(probabilities, measure)          # (n, L)
     rows = {"threshold": thresholds, "accuracy": [], "mean_exit": [], "flops": [],
             "exit_fractions": [], "drop": [], "drop_error": []}
-    num_exits, n = probabilities.shape[1], len(labels)
+    num_exits = probabilities.shape[1]
     full = correct[:, -1]
     for start in range(0, len(thresholds), 64):  # (64, n) at a time.
         taken = exits_taken(confidences, thresholds[start:start + 64])
@@ -315,11 +315,29 @@ def tradeoff(probabilities, labels, flops, measure="max_prob", thresholds=None):
         rows["flops"].append(adaptive_cost(flops, taken, thresholds[start:start + 64]).mean(-1))
         rows["exit_fractions"].append(np.stack(
             [(taken == e).mean(-1) for e in range(1, num_exits + 1)], -1))
-        only_full = (full & ~adaptive).sum(-1)
-        only_adaptive = (~full & adaptive).sum(-1)
-        rows["drop"].append((only_full - only_adaptive) / n)
-        rows["drop_error"].append(np.sqrt(only_full + only_adaptive + 1) / n)
+        drop, error = paired_drop(full, adaptive)
+        rows["drop"].append(drop)
+        rows["drop_error"].append(error)
     return {k: (v if k == "threshold" else np.concatenate(v)) for k, v in rows.items()}
+
+
+def paired_drop(full, other):
+    """Accuracy drop from the full path to another, example by example.
+
+    Args:
+        full: `(n,)` bool, the full path right.
+        other: `(..., n)` bool, the other path(s) right.
+
+    Returns:
+        `(drop, error)`: `(b - c) / n` and its standard error
+        `sqrt(b + c + 1) / n`, b and c the examples only the full path and
+        only the other gets right (the 1 keeps an error of one example where
+        the two never disagree).
+    """
+    n = full.shape[-1]
+    only_full = (full & ~other).sum(-1)
+    only_other = (~full & other).sum(-1)
+    return (only_full - only_other) / n, np.sqrt(only_full + only_other + 1) / n
 
 
 def _lowest_safe(bounds, max_accuracy_drop):
@@ -387,14 +405,11 @@ def calibrate(model, validation_data, max_accuracy_drop=0.005, confidence=None,
     if sweep["flops"][chosen] >= full_flops:  # Heads dearer than the blocks saved.
         chosen = len(sweep["threshold"]) - 1
     correct = probabilities.argmax(-1) == labels[:, None]
-    fixed = []
-    for e in range(model.num_blocks):
-        only_full = int((correct[:, -1] & ~correct[:, e]).sum())
-        only_exit = int((~correct[:, -1] & correct[:, e]).sum())
-        bound = (only_full - only_exit
-                 + drop_bound_z * np.sqrt(only_full + only_exit + 1)) / len(labels)
-        fixed.append({"exit": e + 1, "accuracy": float(correct[:, e].mean()),
-                      "flops": float(flops["exits"][e]), "drop_bound": float(bound)})
+    drop, error = paired_drop(correct[:, -1], correct.T)  # Each exit alone.
+    fixed = [{"exit": e + 1, "accuracy": float(correct[:, e].mean()),
+              "flops": float(flops["exits"][e]),
+              "drop_bound": float(drop[e] + drop_bound_z * error[e])}
+             for e in range(model.num_blocks)]
     best_fixed = next(row for row in fixed
                       if row["drop_bound"] <= max_accuracy_drop + 1e-12 or row is fixed[-1])
     shown = np.unique(np.concatenate([np.arange(0, 1001, 25), [min(chosen, 1000)]]))
