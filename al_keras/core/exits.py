@@ -94,12 +94,16 @@ class ExitsMixin:
             `(probabilities (batch, num_classes), exit (batch,) int32)`,
             the exit 1-based.
         """
+        threshold, measure = self._adaptive_settings(threshold, confidence)
+        return early_exit.adaptive_path(self, inputs, threshold, measure, training=training)
+
+    def _adaptive_settings(self, threshold=None, confidence=None):
+        """`(threshold, confidence)` checked, defaulting to the model's; an
+        uncalibrated model's threshold is inf (the full path)."""
         threshold = early_exit.check_threshold(
             self.exit_threshold if threshold is None else threshold)
-        measure = early_exit.check_confidence(confidence or self.exit_confidence)
-        return early_exit.adaptive_path(
-            self, inputs, float("inf") if threshold is None else threshold, measure,
-            training=training)
+        return (float("inf") if threshold is None else threshold,
+                early_exit.check_confidence(confidence or self.exit_confidence))
 
     def evaluate_exits(self, data, exits=None):
         """Accuracy at several exits in one pass over `data` (`call_exits`).
@@ -185,10 +189,7 @@ class ExitsMixin:
             raise ValueError('`threshold` and `confidence` are for exit="adaptive", '
                              f"not exit={exit!r}.")
         if exit == early_exit.ADAPTIVE:
-            threshold = early_exit.check_threshold(
-                self.exit_threshold if threshold is None else threshold)
-            exit = (exit, float("inf") if threshold is None else threshold,
-                    early_exit.check_confidence(confidence or self.exit_confidence))
+            exit = (exit, *self._adaptive_settings(threshold, confidence))
         elif exit == self.num_blocks:
             yield
             return
@@ -248,15 +249,13 @@ class ExitsMixin:
             endpoints[f"exit_{exit}"] = (
                 lambda x, exit=exit: self(x, training=False, exit=exit)
             )
-        default = early_exit.check_threshold(self.exit_threshold)
-        measure = early_exit.check_confidence(self.exit_confidence)
+        default, measure = self._adaptive_settings()
 
         def adaptive(x, threshold):
             probabilities, taken = early_exit.adaptive_path(self, x, threshold, measure)
             return {"probabilities": probabilities, "exit": taken}
 
-        endpoints[early_exit.ADAPTIVE] = export_lib.Endpoint(
-            lambda x: adaptive(x, float("inf") if default is None else default))
+        endpoints[early_exit.ADAPTIVE] = export_lib.Endpoint(lambda x: adaptive(x, default))
         endpoints["adaptive_threshold"] = export_lib.Endpoint(
             adaptive, extra_inputs=[tf.TensorSpec((), tf.float32, name="threshold")])
         export_lib.export_saved_model(
