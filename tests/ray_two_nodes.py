@@ -57,7 +57,7 @@ def main(output, leave=False):
                                 validation_data=(x_test, y_test))
             result = {"stage_nodes": [node for _, _, node in strategy.stage_hosts],
                       "examples_trained": strategy.examples_trained(),
-                      "num_train": len(x),
+                      "num_train": len(x), "describe": strategy.describe(),
                       "val_accuracy": history.history["val_accuracy"][-1]}
         else:
             path = os.path.join(tempfile.mkdtemp(), "epoch_{epoch}.keras")

@@ -43,8 +43,8 @@ def _train_py(args, cwd, env=None):
      "(random seed), got '1.5'."),
     (["--config.model_options.hidden_units=wide"], "config.model_options.hidden_units "
      "must be int (default 256), got 'wide'."),
-    (["--config.lr=0"], "train.py: config.lr=0.0 is invalid: must be > 0."),
-    (["--config.lr=-1e-3"], "train.py: config.lr=-0.001 is invalid: must be > 0."),
+    (["--config.lr=0"], "train.py: config.lr=0.0 is invalid: must be > 0 and finite."),
+    (["--config.lr=-1e-3"], "train.py: config.lr=-0.001 is invalid: must be > 0 and finite."),
     (["--config.batch_size=0"], "train.py: config.batch_size=0 is invalid: must be >= 1."),
     (["--config.epochs=-1"], "train.py: config.epochs=-1 is invalid: must be >= 0."),
     (["--config.dataset=imagenet"], "train.py: config.dataset='imagenet' is invalid: one "
@@ -68,6 +68,9 @@ def _train_py(args, cwd, env=None):
      "'mlp'], got 'vgg'."),
     (["--config=configs/digit.py"], "train.py: --config=configs/digit.py: no config "
      "file 'configs/digit.py'."),
+    (["--config.distribute=ray", "--config.num_stages=3"], "train.py: config.num_stages=3 "
+     "is more stages than the model's 2 blocks (a stage holds at least one); give "
+     "num_stages <= 2."),
     (["--config.model_options.num_blocks=0"], "train.py: config.model_options: Option "
      "num_blocks=0 is invalid: an AL model needs num_blocks >= 1."),
     (["--config.distribute=blocks", "--config.placement=0,5"], "placement [0, 5] names "
@@ -84,7 +87,7 @@ def test_train_py_refuses_a_bad_config_with_one_line(args, message, tmp_path):
     assert status == 1
     assert message in last_line
     assert seconds < 30
-    assert not (tmp_path / "run").exists() or os.listdir(tmp_path / "run") == []
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -101,8 +104,9 @@ def test_train_py_says_how_to_get_data_it_cannot_reach_offline(tmp_path):
         f"train.py: cifar10 is not prepared in {tmp_path / 'tfds'} and its download "
         "host www.cs.toronto.edu cannot be reached. To provide it, prepare it on a "
         "connected machine with `tfds build cifar10 --data_dir=DIR`")
-    # No config.json is left to refuse the next command in this workdir.
-    assert os.listdir(tmp_path / "run") == []
+    # No config.json is left to refuse the next command, nor an empty workdir
+    # for `report` to misread.
+    assert not (tmp_path / "run").exists()
 
 
 def _missing_folder(tmp_path):
@@ -131,7 +135,8 @@ def test_train_py_names_a_bad_data_dir_or_file(make_data_dir, tmp_path):
         env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
     assert status == 1 and seconds < 30
     assert last_line == message
-    assert os.listdir(tmp_path / "run") == []
+    assert not (tmp_path / "run").exists()  # No empty workdir, no empty TFDS folder.
+    assert [p for p, _, _ in os.walk(tmp_path / "tfds")][1:] == []
 
 
 @pytest.mark.slow

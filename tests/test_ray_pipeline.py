@@ -76,6 +76,8 @@ def test_ray_pipelined_fit_equals_sequential_fit(local_ray, digits, tmp_path):
                         validation_data=(x_test, y_test), callbacks=[logs])
     assert strategy.stage_blocks == [[0], [1], [2]]
     assert len({pid for _, pid, _ in strategy.stage_hosts}) == 3  # three processes
+    assert re.search(r"; on this process's Ray at \S+: 1 node, 4 CPUs, 0 GPUs$",
+                     strategy.describe()), strategy.describe()
     for a, b in zip(sequential.weights, pipelined.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
     for a, b in zip(sequential.ae_optimizers + sequential.assoc_optimizers,
@@ -239,16 +241,17 @@ def test_a_killed_stage_stops_fit_naming_it(local_ray, digits):
 
 def test_more_stages_than_blocks_is_one_clear_error(local_ray):
     strategy = distribute.RayPipeline(num_stages=4)
-    with pytest.raises(ValueError, match=r"num_stages=4\): the model has 3 blocks, .*"
-                                         r"give num_stages <= 3"):
+    with pytest.raises(ValueError, match=r"^RayPipeline: num_stages=4 is more stages than "
+                                         r"the model's 3 blocks .*give num_stages <= 3\.$"):
         with strategy.scope():
             _mlp(num_blocks=3)
 
 
 def test_resources_the_cluster_lacks_are_one_clear_error(local_ray):
     strategy = distribute.RayPipeline(num_stages=2, cpus_per_stage=8)
-    with pytest.raises(ValueError, match=r"2 stages of 8 CPUs need 16 CPUs, but the Ray "
-                                         r"cluster has 4"):
+    with pytest.raises(ValueError, match=r"^RayPipeline: 2 stages of 8 CPUs need 16 CPUs, "
+                                         r"but the Ray cluster has 4; lower num_stages or "
+                                         r"cpus_per_stage\.$"):
         with strategy.scope():
             _mlp(num_blocks=2)
 
@@ -284,6 +287,9 @@ def test_two_node_cluster_on_loopback_trains_with_a_stage_on_each_node(tmp_path)
     assert len(set(result["stage_nodes"])) == 2  # one stage on each node
     assert result["examples_trained"] == [2 * result["num_train"]] * 2
     assert result["val_accuracy"] > 0.3  # chance: 0.1
+    # Which cluster was joined is said, not silent (as for ray_address=auto).
+    assert re.search(r"; joined the Ray cluster of address='\S+' at \S+: 2 nodes, 2 CPUs, "
+                     r"0 GPUs$", result["describe"]), result["describe"]
 
 
 @pytest.mark.slow

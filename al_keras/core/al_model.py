@@ -7,11 +7,20 @@ and exits in `exits.py`; Keras / tf.distribute workarounds in
 `input_checks.py`.
 """
 
+import numbers
+
 import keras
 import tensorflow as tf
 
 from al_keras import distribute as distribute_lib
-from al_keras.core import early_exit, input_checks, keras_compat, local_training, nonfinite
+from al_keras.core import (
+    early_exit,
+    epoch_steps,
+    input_checks,
+    keras_compat,
+    local_training,
+    nonfinite,
+)
 from al_keras.core import exits as exits_lib
 from al_keras.core import labels as labels_lib
 from al_keras.core import optimizers as optimizers_lib
@@ -24,8 +33,8 @@ OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
 
 @keras.saving.register_keras_serializable(package="al_keras")
 class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
-              keras_compat.KerasWorkaroundsMixin, input_checks.CheckedDataMixin,
-              keras.Model):
+              epoch_steps.ExactEpochStepsMixin, keras_compat.KerasWorkaroundsMixin,
+              input_checks.CheckedDataMixin, keras.Model):
     """A classifier made of `AssociatedBlock`s, trained by Associated Learning.
 
     Training (`fit`) never back-propagates across a block boundary.  For each
@@ -161,15 +170,17 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             )
         if loss_weights is None:
             loss_weights = [1.0] * len(blocks)
-        loss_weights = [float(w) for w in loss_weights]
-        if len(loss_weights) != len(blocks) or any(w < 0 for w in loss_weights):
+        if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != len(
+                blocks) or not all(_is_number(w) and 0 <= w < float("inf")
+                                   for w in loss_weights):
             raise ValueError(
-                f"loss_weights must be {len(blocks)} numbers >= 0 (one per "
-                f"block), got {loss_weights}."
+                f"loss_weights must be {len(blocks)} finite numbers >= 0 (one per "
+                f"block), got {loss_weights!r}."
             )
-        if not float(ae_lr_multiplier) > 0:
+        loss_weights = [float(w) for w in loss_weights]
+        if not (_is_number(ae_lr_multiplier) and 0 < ae_lr_multiplier < float("inf")):
             raise ValueError(
-                f"ae_lr_multiplier must be > 0, got {ae_lr_multiplier!r}."
+                f"ae_lr_multiplier must be a finite number > 0, got {ae_lr_multiplier!r}."
             )
         self.blocks = blocks
         self.num_classes = num_classes
@@ -352,6 +363,10 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             for b in config["blocks"]
         ]
         return cls(**config)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_blocks(blocks, num_classes):

@@ -2,15 +2,16 @@
 
 import keras
 
+from al_keras.core import epoch_steps, input_checks, keras_compat, nonfinite
 from al_keras.core import export as export_lib
-from al_keras.core import input_checks, keras_compat, nonfinite
 from al_keras.core import sequence as sequence_lib
 from al_keras.core.labels import ClassificationCrossentropy, check_num_classes
 from al_keras.core.layers import FeaturePooling
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
-class BPModel(input_checks.CheckedDataMixin, keras.Model):
+class BPModel(epoch_steps.ExactEpochStepsMixin, input_checks.CheckedDataMixin,
+              keras.Model):
     """The same backbone as an AL model, trained end to end by backprop.
 
     The head mirrors the AL model's inference path, as the original code's

@@ -32,6 +32,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from al_keras.core import input_checks
+
 CONFIDENCES = ("max_prob", "margin")
 ADAPTIVE = "adaptive"
 # The thresholds `calibrate` tries: 0 to 1 in steps of 1/1000, then "never".
@@ -58,6 +60,43 @@ def check_threshold(threshold):
         raise ValueError(f"The exit threshold must be >= 0 (a confidence in [0, 1]; "
                          f"above 1: the full path), got {threshold}.")
     return threshold
+
+
+def check_model(model, caller):
+    """`model` if it is a built `ALModel`, else a one-line error."""
+    from al_keras.core.al_model import ALModel
+
+    if not isinstance(model, ALModel):
+        raise TypeError(f"{caller}: model must be an al_keras.ALModel (the model with "
+                        f"exits), got {type(model).__name__}.")
+    if not model.built or input_checks.built_input_shape(model) is None:
+        raise ValueError(f"{caller}: model {model.name!r} is not built; build it "
+                         "(model.build((None, ...)), or fit it) first.")
+    return model
+
+
+def _check_number(caller, name, value, low, high, meaning):
+    """`value` as a float in [low, high] (finite), else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            low <= value <= high and math.isfinite(value)):
+        raise ValueError(f"{caller}: {name} must be a number in [{low}, {high}] "
+                         f"({meaning}), got {value!r}.")
+    return float(value)
+
+
+def _check_flops(model, caller, flops):
+    """`flops` if it is `exit_flops(model)`'s shape, else a one-line error."""
+    try:
+        ok = all(len(flops[key]) == model.num_blocks and all(
+            not isinstance(f, bool) and isinstance(f, (int, float, np.number))
+            and 0 <= f < np.inf for f in flops[key]) for key in ("encoders", "exits"))
+    except (TypeError, KeyError, IndexError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{caller}: flops must be exit_flops(model), a dict of "
+                         f"'encoders' and 'exits' with {model.num_blocks} counts each "
+                         f"(one per block), got {flops!r:.200}.")
+    return flops
 
 
 def confidence(probabilities, measure="max_prob"):
@@ -143,6 +182,7 @@ def exit_flops(model):
     """
     from al_keras.core import export as export_lib
 
+    check_model(model, "exit_flops")
     spec = export_lib.input_spec(model)
     spec = tf.TensorSpec((1,) + tuple(spec.shape)[1:], spec.dtype)
 
@@ -183,6 +223,9 @@ def exits_taken(confidences, threshold):
     confidences = np.asarray(confidences)
     thresholds = np.atleast_1d(np.asarray(threshold, np.float64))
     confident = confidences[None, :, :-1] >= thresholds[:, None, None]
+    if confidences.shape[1] == 1:  # One exit: the full path for all.
+        taken = np.ones((len(thresholds), confidences.shape[0]), int)
+        return taken if np.ndim(threshold) else taken[0]
     # The first confident exit, else the last.
     taken = np.where(confident.any(-1), confident.argmax(-1), confidences.shape[1] - 1) + 1
     return taken if np.ndim(threshold) else taken[0]
@@ -258,9 +301,21 @@ def _json_threshold(threshold):
     return None if math.isinf(threshold) else float(threshold)
 
 
-def exit_outputs(model, data):
+def exit_outputs(model, data, caller="exit_outputs"):
     """Every exit's class probabilities and the labels, from one pass over
-    `data` (`(x, y)` batches): `(probabilities (n, L, C), labels (n,))`."""
+    `data`: `(probabilities (n, L, C), labels (n,))`.
+
+    `data`: a `tf.data.Dataset` of `(x, y)` batches, a tuple `(x, y)` of
+    arrays (read 32 at a time), or an iterable of `(x, y)` batches; checked
+    as `fit` checks its data (`input_checks.labelled_batches`), errors
+    naming `caller`.
+    """
+    check_model(model, caller)
+    return _exit_outputs(model, input_checks.labelled_batches(model, caller, data), caller)
+
+
+def _exit_outputs(model, batches, caller):
+    """`exit_outputs` of batches from `input_checks.labelled_batches`."""
     from al_keras.core import labels as labels_lib
 
     all_exits = model._exit_functions.value.get("exit_outputs")
@@ -271,12 +326,11 @@ def exit_outputs(model, data):
         model._exit_functions.value["exit_outputs"] = all_exits
 
     probabilities, labels = [], []
-    for batch in data:
-        x, y = batch[0], batch[1]
+    for x, y in batches:
         probabilities.append(all_exits(x).numpy())
         labels.append(tf.argmax(labels_lib.to_one_hot(y, model.num_classes), -1).numpy())
     if not probabilities:
-        raise ValueError("The calibration data holds no batch.")
+        raise input_checks.InputDataError(f"{caller}: {input_checks.EMPTY}")
     return np.concatenate(probabilities), np.concatenate(labels)
 
 
@@ -370,9 +424,13 @@ def calibrate(model, validation_data, max_accuracy_drop=0.005, confidence=None,
     threshold.
 
     Args:
-        model: a built `ALModel`.
-        validation_data: `(x, y)` batches not trained on (a
-            `tf.data.Dataset` or any iterable), labels as ids or one-hot.
+        model: a built `ALModel` (a 1-block one has no early exit: its
+            threshold is inf, the full path).
+        validation_data: examples not trained on: a `tf.data.Dataset` of
+            `(x, y)` batches, a tuple `(x, y)` of arrays (read 32 at a time,
+            as `evaluate` reads them), or any iterable of `(x, y)` batches;
+            labels as ids or one-hot.  Checked as `fit` checks its data
+            (`InputDataError` naming `calibrate`).
         max_accuracy_drop: float in [0, 1]: accuracy (a fraction, 0.005 is
             half a point) that may be given up.
         confidence: one of `CONFIDENCES`; default the model's
@@ -386,17 +444,22 @@ def calibrate(model, validation_data, max_accuracy_drop=0.005, confidence=None,
     Returns:
         An `ExitCalibration`.
     """
-    if isinstance(max_accuracy_drop, bool) or not isinstance(
-            max_accuracy_drop, (int, float, np.number)) or not 0 <= max_accuracy_drop <= 1:
-        raise ValueError("max_accuracy_drop must be a number in [0, 1] (a fraction of "
-                         f"accuracy: 0.005 is half a point), got {max_accuracy_drop!r}.")
+    caller = "calibrate"
+    check_model(model, caller)
+    max_accuracy_drop = _check_number(caller, "max_accuracy_drop", max_accuracy_drop, 0, 1,
+                                      "a fraction of accuracy: 0.005 is half a point")
     if isinstance(drop_bound_z, bool) or not isinstance(
-            drop_bound_z, (int, float, np.number)) or not drop_bound_z >= 0:
-        raise ValueError("drop_bound_z must be a number >= 0 (standard errors added to "
-                         f"the accuracy drop; 1.645: one-sided 95%), got {drop_bound_z!r}.")
+            drop_bound_z, (int, float, np.number)) or not 0 <= drop_bound_z < np.inf:
+        raise ValueError(f"{caller}: drop_bound_z must be a number >= 0, not inf (standard "
+                         "errors added to the accuracy drop; 1.645: one-sided 95%), got "
+                         f"{drop_bound_z!r}.")
     measure = check_confidence(confidence or model.exit_confidence)
+    if flops is not None:
+        _check_flops(model, caller, flops)
+    # The data's static checks before the FLOPs are counted (seconds).
+    batches = input_checks.labelled_batches(model, caller, validation_data)
     flops = exit_flops(model) if flops is None else flops
-    probabilities, labels = exit_outputs(model, validation_data)
+    probabilities, labels = _exit_outputs(model, batches, caller)
     sweep = tradeoff(probabilities, labels, flops, measure)
     full_accuracy = float(sweep["accuracy"][-1])  # Threshold inf: the full path.
     chosen = _lowest_safe(sweep["drop"] + drop_bound_z * sweep["drop_error"],
@@ -444,8 +507,18 @@ def describe_saving(flops_saved):
 
 def evaluate_at(model, data, threshold, measure, flops):
     """Accuracy, mean exit and FLOPs saved of the adaptive path at one
-    threshold on `data` (e.g. the test set, after calibrating on another)."""
-    probabilities, labels = exit_outputs(model, data)
+    threshold on `data` (e.g. the test set, after calibrating on another):
+    data as `calibrate` takes it, `threshold` >= 0 (inf: the full path),
+    `measure` one of `CONFIDENCES`, `flops` `exit_flops(model)`."""
+    caller = "evaluate_at"
+    check_model(model, caller)
+    threshold = check_threshold(threshold)
+    if threshold is None:
+        raise TypeError(f"{caller}: the exit threshold must be a number (a confidence in "
+                        "[0, 1]; above 1: the full path), got None.")
+    check_confidence(measure)
+    _check_flops(model, caller, flops)
+    probabilities, labels = exit_outputs(model, data, caller)
     sweep = tradeoff(probabilities, labels, flops, measure, thresholds=[threshold, np.inf])
     return {"accuracy": float(sweep["accuracy"][0]),
             "full_accuracy": float(sweep["accuracy"][1]),

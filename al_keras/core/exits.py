@@ -9,11 +9,12 @@ signature per exit and the adaptive ones.
 """
 
 import contextlib
+import numbers
 
 import keras
 import tensorflow as tf
 
-from al_keras.core import early_exit
+from al_keras.core import early_exit, input_checks
 from al_keras.core import export as export_lib
 from al_keras.core import labels as labels_lib
 
@@ -26,9 +27,10 @@ class ExitsMixin:
             return self.num_blocks
         if adaptive and exit == early_exit.ADAPTIVE:
             return exit
-        if isinstance(exit, bool) or not isinstance(exit, int):
+        if isinstance(exit, bool) or not isinstance(exit, numbers.Integral):
             raise TypeError(f"`exit` must be an int in [1, {self.num_blocks}]"
                             + (' or "adaptive"' if adaptive else "") + f", got {exit!r}.")
+        exit = int(exit)  # NumPy ints too.
         if not 1 <= exit <= self.num_blocks:
             raise ValueError(
                 f"`exit` must be in [1, {self.num_blocks}] (this model has "
@@ -132,10 +134,12 @@ class ExitsMixin:
                     for p in self.call_exits(x, exits).values()])
             self._exit_functions.value[key] = count
         correct, total = 0, 0
-        for x, y in data:
+        for x, y in input_checks.labelled_batches(self, "evaluate_exits", data):
             correct += count(x, y).numpy()
             total += int(tf.shape(x)[0])
-        return {exit: float(c) / max(total, 1) for exit, c in zip(exits, correct)}
+        if not total:
+            raise input_checks.InputDataError(f"evaluate_exits: {input_checks.EMPTY}")
+        return {exit: float(c) / total for exit, c in zip(exits, correct)}
 
     def _decode(self, prediction, exit):
         """h_exit ... h_1 applied to a bridge output; returns probabilities."""

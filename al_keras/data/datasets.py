@@ -388,9 +388,30 @@ def _prepare_local(builder):
     import tensorflow_datasets as tfds
 
     if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        _download_and_prepare(
+            builder, download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
+
+
+def _download_and_prepare(builder, **kwargs):
+    """`builder.download_and_prepare(**kwargs)`; a preparation that fails
+    leaves no empty folder of its own in the TFDS data dir (a later run or
+    `tfds` would take it for a dataset)."""
+    root = os.path.abspath(builder.data_dir_root)
+    folders = [os.path.join(root, "downloads", "extracted"), os.path.join(root, "downloads")]
+    folder = os.path.abspath(builder.data_dir)
+    while folder.startswith(root + os.sep):
+        folders.append(folder)
+        folder = os.path.dirname(folder)
+    new = sorted((f for f in folders if not os.path.exists(f)), key=len, reverse=True)
+    try:
+        builder.download_and_prepare(**kwargs)
+    except BaseException:
+        for folder in new:
+            for parent, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(parent)  # Only empty ones: nothing else is touched.
+        raise
 
 
 def _stock_builder(name, data_dir):
@@ -420,7 +441,7 @@ def _stock_builder(name, data_dir):
             f"{name} is not prepared in {root} and its download host {host} cannot be "
             f"reached. To provide it, {how}prepare it on a connected machine with "
             f"`tfds build {name} --data_dir=DIR` and copy DIR/{name} to {root}/{name}.")
-    builder.download_and_prepare()
+    _download_and_prepare(builder)
     return builder
 
 

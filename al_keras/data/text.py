@@ -196,5 +196,5 @@ def _stock_builder(name, data_dir):
             f"machine with `tfds build {spec.tfds_name} --data_dir=DIR` and copy "
             f"DIR/{spec.tfds_name.split('/')[0]} to {root}/; or train offline on "
             "configs/wordnet.py.")
-    builder.download_and_prepare()
+    datasets._download_and_prepare(builder)
     return builder

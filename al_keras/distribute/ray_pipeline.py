@@ -50,6 +50,57 @@ def _import_ray():
     return ray
 
 
+def plan_stages(num_blocks, num_stages=None, placement="auto", cpu_count=None):
+    """The stage count, checked against the model's blocks, and the explicit
+    placement's stage index per block (None for `"auto"`), checked too.
+
+    Pure: no Ray, no model.  `RayPipeline.place` and the config check
+    (`config_lib.validate`, before anything starts) share it.
+
+    Raises:
+        ValueError naming the value and what is allowed.
+    """
+    if num_stages is not None and (isinstance(num_stages, bool)
+                                   or not isinstance(num_stages, int) or num_stages < 1):
+        raise ValueError(f"num_stages must be an int >= 1, got {num_stages!r}.")
+    stages = num_stages or min(num_blocks, cpu_count or os.cpu_count() or 1)
+    if stages > num_blocks:
+        raise ValueError(
+            f"num_stages={stages} is more stages than the model's {num_blocks} "
+            f"blocks (a stage holds at least one); give num_stages <= {num_blocks}.")
+    if placement == "auto":
+        return stages, None
+    try:
+        indices = [int(i) for i in placement]
+    except (TypeError, ValueError):
+        indices = None
+    if indices is None or len(indices) != num_blocks or sorted(indices) != indices or set(
+            indices) != set(range(stages)):
+        raise ValueError(
+            f"placement {placement!r}: give one stage index per block ({num_blocks}), "
+            f"non-decreasing, using every stage 0..{stages - 1}, or 'auto'.")
+    return stages, indices
+
+
+def check_stage_resources(stages, cpus_per_stage, gpus_per_stage, total_cpus, total_gpus,
+                          where="the Ray cluster"):
+    """(CPUs, GPUs) of each stage, checked against what `where` has."""
+    for name, value in (("cpus_per_stage", cpus_per_stage), ("gpus_per_stage", gpus_per_stage)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+    cpus = cpus_per_stage or min(1.0, (total_cpus or 1) / stages)
+    gpus = gpus_per_stage or 0
+    for name, need, have in (("CPU", cpus * stages, total_cpus or 0),
+                             ("GPU", gpus * stages, total_gpus or 0)):
+        if need > have + 1e-9:
+            raise ValueError(
+                f"{stages} stages of {need / stages:g} {name}s need {need:g} {name}s, "
+                f"but {where} has {have:g}; lower num_stages or "
+                f"{name.lower()}s_per_stage.")
+    return cpus, gpus
+
+
 class RayPipeline:
     """Trains an `ALModel`'s blocks in pipelined processes, on Ray.
 
@@ -90,10 +141,14 @@ class RayPipeline:
     def __init__(self, num_stages=None, cpus_per_stage=None, gpus_per_stage=0,
                  address=None, placement="auto", jit_compile=True,
                  profile_batch_size=32, steps_ahead=2):
+        if num_stages is not None:
+            plan_stages(num_stages, num_stages)  # The type and the minimum, now.
+        check_stage_resources(1, cpus_per_stage, gpus_per_stage, float("inf"), float("inf"))
+        if placement != "auto" and (isinstance(placement, str) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in placement)):
+            raise ValueError(f"placement must be 'auto' or one stage index (an int >= 0) "
+                             f"per block, got {placement!r}.")
         self._ray = _import_ray()
-        if num_stages is not None and (isinstance(num_stages, bool)
-                                       or not isinstance(num_stages, int) or num_stages < 1):
-            raise ValueError(f"num_stages must be an int >= 1, got {num_stages!r}.")
         self.num_stages = num_stages
         self.cpus_per_stage = cpus_per_stage
         self.gpus_per_stage = gpus_per_stage
@@ -146,30 +201,32 @@ class RayPipeline:
 
     def stage_resources(self):
         """(CPUs, GPUs) of each stage, checked against the cluster's."""
-        count = len(self.stage_blocks)
         total = self._ray.cluster_resources()
-        cpus = self.cpus_per_stage or min(1.0, total.get("CPU", 1) / count)
-        gpus = self.gpus_per_stage or 0
-        for name, need, have in (("CPU", cpus * count, total.get("CPU", 0)),
-                                 ("GPU", gpus * count, total.get("GPU", 0))):
-            if need > have + 1e-9:
-                raise ValueError(
-                    f"RayPipeline: {count} stages of {need / count:g} {name}s need "
-                    f"{need:g} {name}s, but the Ray cluster has {have:g}; lower "
-                    f"num_stages or the {name.lower()}s per stage.")
-        return cpus, gpus
+        try:
+            return check_stage_resources(len(self.stage_blocks), self.cpus_per_stage,
+                                         self.gpus_per_stage, total.get("CPU", 0),
+                                         total.get("GPU", 0))
+        except ValueError as e:
+            raise ValueError(f"RayPipeline: {e}") from None
+
+    def cluster(self):
+        """`(address, nodes, CPUs, GPUs)` of the Ray cluster joined or started."""
+        ray = self._ray
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        total = ray.cluster_resources()
+        address = ray.get_runtime_context().gcs_address
+        return address, len(nodes), total.get("CPU", 0), total.get("GPU", 0)
 
     # ---------------------------------------------------------------- plan
     def place(self, model, input_shape):
         """Chooses each stage's blocks; the driver's model stays unplaced."""
         num_blocks = model.num_blocks
-        stages = self.num_stages or min(num_blocks, os.cpu_count() or 1)
-        if stages > num_blocks:
-            raise ValueError(
-                f"RayPipeline(num_stages={stages}): the model has {num_blocks} "
-                f"blocks, and a stage holds at least one; give num_stages <= "
-                f"{num_blocks}.")
-        if self.requested_placement == "auto":
+        try:
+            stages, indices = plan_stages(num_blocks, self.num_stages,
+                                          self.requested_placement)
+        except ValueError as e:
+            raise ValueError(f"RayPipeline: {e}") from None
+        if indices is None:
             if stages == 1:
                 indices = [0] * num_blocks
             else:
@@ -179,13 +236,6 @@ class RayPipeline:
                 slowest = max(sum(c for c, i in zip(self.block_costs, indices) if i == k)
                               for k in range(stages))
                 self.predicted_speedup = sum(self.block_costs) / slowest
-        else:
-            indices = [int(i) for i in self.requested_placement]
-            if len(indices) != num_blocks or sorted(indices) != indices or set(
-                    indices) != set(range(stages)):
-                raise ValueError(
-                    f"placement {indices}: give one stage index per block "
-                    f"({num_blocks}), non-decreasing, using every stage 0..{stages - 1}.")
         self.stage_blocks = [[b for b, i in enumerate(indices) if i == k]
                              for k in range(stages)]
         self.stage_resources()  # Fails now, not at fit, if the cluster lacks them.
@@ -198,7 +248,16 @@ class RayPipeline:
             for k, blocks in enumerate(self.stage_blocks or []))
         predicted = (f"; predicted speedup {self.predicted_speedup:.2f}x over one process"
                      if self.predicted_speedup else "")
-        return f"RayPipeline: {len(self.stage_blocks or [])} stages ({stages}){predicted}"
+        where = ""
+        if self._ray.is_initialized():
+            address, nodes, cpus, gpus = self.cluster()
+            kind = ("started a local Ray" if self._started_ray
+                    else f"joined the Ray cluster of address={self.address!r}"
+                    if self.address else "on this process's Ray")
+            where = (f"; {kind} at {address}: {nodes} node{'s' * (nodes != 1)}, "
+                     f"{cpus:g} CPUs, {gpus:g} GPUs")
+        return (f"RayPipeline: {len(self.stage_blocks or [])} stages ({stages})"
+                f"{predicted}{where}")
 
     # ------------------------------------------------------------------ fit
     def start_fit(self, model):

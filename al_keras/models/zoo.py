@@ -23,6 +23,7 @@ settings: pass `kernel_regularizer=` (the configs do).
 """
 
 import math
+import numbers
 
 import keras
 
@@ -109,14 +110,21 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     ...                            label_units=256)       # doctest: +SKIP
     """
     check_num_classes(num_classes)
-    encoders = list(encoders)
-    if isinstance(label_units, int):
+    encoders = _check_encoders(encoders)
+    if _is_int(label_units):
         label_units = [label_units] * len(encoders)
+    if not isinstance(label_units, (list, tuple)) or not all(
+            _is_int(u) and u >= 1 for u in label_units):
+        raise ValueError(
+            f"label_units must be an int >= 1, or one per block, got {label_units!r}.")
+    label_units = [int(u) for u in label_units]
     if len(label_units) != len(encoders):
         raise ValueError(
             f"label_units has {len(label_units)} entries for {len(encoders)} "
             "encoders; give one int, or one per block."
         )
+    if input_shape is not None:
+        input_shape = check_input_shape(input_shape)
     if sequence_pooling is not None:
         from al_keras.core.sequence import MaskedSequence
 
@@ -161,6 +169,38 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     return model
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_encoders(encoders):
+    """`encoders` as a list of distinct Keras layers, else a one-line error."""
+    if isinstance(encoders, keras.layers.Layer) or not isinstance(encoders, (list, tuple)):
+        raise TypeError("encoders must be a list of Keras layers, one per block "
+                        f"(f_1 ... f_L), got {type(encoders).__name__}.")
+    encoders = list(encoders)
+    for i, encoder in enumerate(encoders, start=1):
+        if not isinstance(encoder, keras.layers.Layer):
+            raise TypeError(f"Encoder {i} is a {type(encoder).__name__}; each encoder "
+                            "must be a Keras layer (or model).")
+        first = next(j for j, e in enumerate(encoders, start=1) if e is encoder)
+        if first != i:
+            raise ValueError(f"Encoders {first} and {i} are the same layer object; each "
+                             "block needs its own layer (AL trains each block's apart).")
+    return encoders
+
+
+def check_input_shape(input_shape, name="input_shape"):
+    """`input_shape` (one example's, no batch axis) as a tuple of ints >= 1
+    (None for a size left open), else a one-line error."""
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
+            d is None or (_is_int(d) and d >= 1) for d in input_shape):
+        raise ValueError(
+            f"{name} must be a non-empty tuple of ints >= 1, one example's shape "
+            f"without the batch axis (e.g. (28, 28, 1)), got {input_shape!r}.")
+    return tuple(None if d is None else int(d) for d in input_shape)
+
+
 def all_option_names():
     """The names of every option of every model and method."""
     names_ = set(_AL_OPTIONS) | set(_BP_OPTIONS) | {"label_units"}
@@ -198,11 +238,37 @@ def check_options(name, method, options):
     settings = {**allowed, **options}
     for option, (minimum, meaning) in _OPTION_MINIMUMS.items():
         value = settings.get(option)
+        whole = option in _INT_OPTIONS
         if option in allowed and value is not None and not (
                 isinstance(value, (int, float)) and not isinstance(value, bool)
-                and value >= minimum):
-            raise ValueError(f"Option {option}={value!r} is invalid: {meaning}.")
+                and value >= minimum and (_is_int(value) or not whole)):
+            raise ValueError(f"Option {option}={value!r} is invalid: {meaning}"
+                             + (" (an int)" if whole and value == value
+                                and value >= minimum else "") + ".")
+    dropout = settings.get("dropout")
+    if "dropout" in allowed and not (
+            isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
+            and 0 <= dropout < 1):
+        raise ValueError(f"Option dropout={dropout!r} is invalid: must be a fraction "
+                         "in [0, 1).")
+    for option in ("encoder_activation", "head_activation"):
+        if option in allowed:
+            _check_activation(option, settings[option])
+    regularizer = settings.get("kernel_regularizer")
+    if isinstance(regularizer, (int, float)) and not isinstance(regularizer, bool) and not (
+            0 <= regularizer < math.inf):
+        raise ValueError(f"Option kernel_regularizer={regularizer!r} is invalid: an L2 "
+                         "factor must be a finite number >= 0 (or give a Keras "
+                         "regularizer).")
     return settings
+
+
+def _check_activation(option, value):
+    try:
+        keras.activations.get(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"Option {option}={value!r} is invalid: not a Keras activation "
+                         "(e.g. 'relu', 'elu', 'tanh').") from None
 
 
 # Options that are counts or factors: option -> (smallest value, meaning).
@@ -221,6 +287,9 @@ _OPTION_MINIMUMS = {
     "intermediate_dim": (1, "must be >= 1"),
     "num_layers": (1, "a text model needs num_layers >= 1 sequence blocks"),
 }
+_INT_OPTIONS = {"num_blocks", "hidden_units", "dense_units", "label_units",
+                "bridge_pool_size", "vocab_size", "embedding_dim", "lstm_units",
+                "num_heads", "intermediate_dim", "num_layers"}
 
 
 def get(name, *, input_shape=None, num_classes, method="al", sequence_length=None,
@@ -259,13 +328,19 @@ def get(name, *, input_shape=None, num_classes, method="al", sequence_length=Non
     ...                             num_classes=10, method="al")
     """
     settings = check_options(name, method, options)
+    check_num_classes(num_classes)
+    if sequence_length is not None and not (_is_int(sequence_length)
+                                            and sequence_length >= 1):
+        raise ValueError(f"models.get({name!r}): sequence_length must be an int >= 1 "
+                         f"(tokens per text), got {sequence_length!r}.")
     if input_shape is None:
         if sequence_length is None:
             raise ValueError(f"models.get({name!r}) needs input_shape=... (or, for a "
                              "text model, sequence_length=...).")
         input_shape = (sequence_length,)
-    elif sequence_length is not None and tuple(input_shape) != (sequence_length,):
-        raise ValueError(f"input_shape={tuple(input_shape)} contradicts "
+    input_shape = check_input_shape(input_shape)
+    if sequence_length is not None and input_shape != (sequence_length,):
+        raise ValueError(f"input_shape={input_shape} contradicts "
                          f"sequence_length={sequence_length}; give one of them.")
     backbone_defaults = BACKBONES[name][1]
     make_encoders = BACKBONES[name][0]

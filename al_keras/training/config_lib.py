@@ -6,6 +6,7 @@ Every `configs/<dataset>.py` has `get_config(arg=None)` built from
 """
 
 import importlib.util
+import math
 import os
 import re
 
@@ -358,7 +359,9 @@ def validate(config):
     check(config.epochs >= 0, "epochs", "must be >= 0")
     check(config.batch_size >= 1, "batch_size", "must be >= 1")
     check(config.test_batch_size >= 1, "test_batch_size", "must be >= 1")
-    check(config.lr > 0, "lr", "must be > 0")
+    check(0 < config.lr < math.inf, "lr", "must be > 0 and finite")
+    check(0 <= config.seed < 2**32, "seed", "must be in [0, 2**32) (numpy's and "
+          "TensorFlow's seeds)")
     check(config.lr_schedule in LR_SCHEDULES, "lr_schedule", SCHEMA["lr_schedule"][1])
     check(config.max_train_examples >= 0, "max_train_examples", "must be >= 0")
     check(config.max_test_examples >= 0, "max_test_examples", "must be >= 0")
@@ -367,7 +370,8 @@ def validate(config):
           f"one of {early_exit.CONFIDENCES}")
     check(0 <= config.max_exit_accuracy_drop <= 1, "max_exit_accuracy_drop",
           "must be in [0, 1] (a fraction of accuracy: 0.005 is half a point)")
-    check(config.exit_drop_bound_z >= 0, "exit_drop_bound_z", "must be >= 0")
+    check(0 <= config.exit_drop_bound_z < math.inf, "exit_drop_bound_z",
+          "must be >= 0 and finite")
     check(config.sequence_length >= 1, "sequence_length", "must be >= 1")
     check(config.vocab_size >= 3, "vocab_size",
           "must be >= 3 (padding, out-of-vocabulary and at least one word)")
@@ -393,8 +397,9 @@ def validate(config):
               "has none (use 'mirrored')")
     check(config.steps_per_execution >= 1, "steps_per_execution", "must be >= 1")
     check(config.num_stages >= 0, "num_stages", "must be >= 0 (0: automatic)")
-    check(config.cpus_per_stage >= 0, "cpus_per_stage", "must be >= 0 (0: automatic)")
-    check(config.gpus_per_stage >= 0, "gpus_per_stage", "must be >= 0")
+    check(0 <= config.cpus_per_stage < math.inf, "cpus_per_stage",
+          "must be >= 0 and finite (0: automatic)")
+    check(0 <= config.gpus_per_stage < math.inf, "gpus_per_stage", "must be >= 0 and finite")
     check(config.on_nonfinite_loss in NONFINITE_LOSS, "on_nonfinite_loss",
           SCHEMA["on_nonfinite_loss"][1])
     if config.on_nonfinite_loss == "skip":
@@ -404,11 +409,50 @@ def validate(config):
               "'skip' needs distribute 'none', 'blocks' or 'ray' (a replica "
               "cannot skip an all-reduced update alone); use 'stop'")
     try:
-        models_lib.check_options(config.model, config.method,
-                                 config.model_options.to_dict())
+        settings = models_lib.check_options(config.model, config.method,
+                                            config.model_options.to_dict())
     except ValueError as e:
         hint = (" Choose model and method with the config argument (e.g. "
                 "configs/digits.py:model=cnn,method=bp), which sets "
                 "model_options to match." if str(e).startswith("Unknown") else "")
         raise ConfigError(f"config.model_options: {e}{hint}") from None
+    if config.distribute == "ray":
+        _check_ray_plan(config, settings)
     return config
+
+
+def _check_ray_plan(config, settings):
+    """The Ray stages against the model's blocks and, for a local Ray, this
+    machine's CPUs and GPUs: before Ray starts or the data loads."""
+    from al_keras.distribute import ray_pipeline
+
+    num_blocks = num_model_blocks(config, settings)
+    placement = ("auto" if config.placement == "auto"
+                 else [int(i) for i in config.placement.split(",")])
+    try:
+        stages, _ = ray_pipeline.plan_stages(num_blocks, config.num_stages or None, placement)
+    except ValueError as e:
+        raise ConfigError(f"config.{e}") from None
+    if config.ray_address:
+        return  # Another cluster's resources: checked once it is joined.
+    import tensorflow as tf
+
+    try:
+        ray_pipeline.check_stage_resources(
+            stages, config.cpus_per_stage or None, config.gpus_per_stage,
+            os.cpu_count() or 1, len(tf.config.list_physical_devices("GPU")),
+            where="this machine (a local Ray)")
+    except ValueError as e:
+        key = "gpus_per_stage" if "GPU" in str(e) else "cpus_per_stage"
+        raise ConfigError(f"config.{key}={config[key]!r} is invalid: {e}") from None
+
+
+def num_model_blocks(config, settings):
+    """How many blocks the config's model has, from its encoders (made, not built)."""
+    make_encoders, backbone_defaults, _ = models_lib.zoo.BACKBONES[config.model]
+    text = config.model in models_lib.text_backbones.TEXT_BACKBONES
+    options = {k: settings[k] for k in backbone_defaults}
+    if text and options.get("vocab_size") is None:
+        options["vocab_size"] = config.vocab_size
+    shape = (config.sequence_length,) if text else (32, 32, 3)
+    return len(make_encoders(shape, **options))

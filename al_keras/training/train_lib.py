@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -45,11 +46,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from; the message names it."""
 
 
+class WorkdirError(RuntimeError):
+    """A file of the workdir that contradicts its run (a vocabulary that is not
+    the checkpoint's, a `saved_model` that is no SavedModel); the message
+    names it.  Nothing is changed."""
+
+
 # What train.py reports as one line (no traceback): errors in what the user
 # gave, not in al_keras.
 USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError, datasets.DataFileError,
                input_checks.InputDataError, nonfinite.NonFiniteLossError,
-               CheckpointError, distribute.StageFailedError)
+               CheckpointError, WorkdirError, distribute.StageFailedError)
 
 
 def finished_epochs(workdir):
@@ -190,23 +197,56 @@ def train_and_evaluate(config, workdir, verbose=1):
         named), or a checkpoint that cannot be resumed from.
     """
     config_lib.validate(config)
+    export_dir = os.path.join(workdir, "saved_model")
+    if config.export and os.path.lexists(export_dir) and not _is_saved_model(export_dir):
+        raise WorkdirError(
+            f"{export_dir} exists but is no SavedModel (no saved_model.pb in it), so the "
+            "run could not export its model there; move it away, or set "
+            "config.export=false.")
     strategy = make_strategy(config)  # Splits the CPU: before any TF op.
+    created = not os.path.isdir(workdir)
     write_config = _prepare_workdir(workdir, config)
+    try:
+        return _train_and_evaluate(config, workdir, verbose, strategy, write_config,
+                                   export_dir)
+    except BaseException:
+        # A run that failed before it wrote anything leaves no empty workdir
+        # for a later `report` or rerun to misread.
+        if created and os.path.isdir(workdir) and not os.listdir(workdir):
+            os.rmdir(workdir)
+        raise
+
+
+def _is_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def _train_and_evaluate(config, workdir, verbose, strategy, write_config, export_dir):
     if config.deterministic:  # For the whole process: TF cannot turn it off.
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
 
     vocabulary_path = os.path.join(workdir, "vocabulary.txt")
-    data = datasets.load(
-        config.dataset, batch_size=config.batch_size, seed=config.seed,
-        data_dir=config.data_dir or None, augment=config.augment,
-        test_batch_size=config.test_batch_size,
-        max_train_examples=config.max_train_examples,
-        max_test_examples=config.max_test_examples,
-        validation_examples=config.validation_examples,
-        sequence_length=config.sequence_length, vocab_size=config.vocab_size,
-        with_words=config.with_words, vocabulary=runs.read_vocabulary(vocabulary_path),
-    )
+    try:
+        data = datasets.load(
+            config.dataset, batch_size=config.batch_size, seed=config.seed,
+            data_dir=config.data_dir or None, augment=config.augment,
+            test_batch_size=config.test_batch_size,
+            max_train_examples=config.max_train_examples,
+            max_test_examples=config.max_test_examples,
+            validation_examples=config.validation_examples,
+            sequence_length=config.sequence_length, vocab_size=config.vocab_size,
+            with_words=config.with_words, vocabulary=runs.read_vocabulary(vocabulary_path),
+        )
+    except datasets.DataFileError:
+        raise
+    except ValueError as e:  # A value of the config that this data cannot take.
+        message = str(e)
+        raise config_lib.ConfigError(
+            ("config." if re.match(r"[a-z_]+=", message) else "") + message) from None
+    # Again: preparing a data set (TFDS' first build of it) draws random
+    # numbers of its own, and a run must not depend on whether it prepared.
+    keras.utils.set_random_seed(config.seed)
     steps_per_epoch = math.ceil(data.num_train / config.batch_size)
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -221,7 +261,9 @@ def train_and_evaluate(config, workdir, verbose=1):
     with distribute.strategy_scope(strategy), dtype_policy(config.dtype_policy):
         if finished:
             initial_epoch, path = finished[-1]
-            model = _load_checkpoint(path, expected, finished)
+            model = _load_checkpoint(
+                path, expected, finished,
+                check=lambda loaded: _check_vocabulary(loaded, data, path, vocabulary_path))
             print(f"Resuming from {path} (epoch {initial_epoch} finished).")
         else:
             initial_epoch = 0
@@ -301,8 +343,9 @@ def train_and_evaluate(config, workdir, verbose=1):
         results["exit_test_macro_f1"] = scores["macro_f1"]
         results["adaptive_exit"] = calibrate_exit(model, config, data)
     _write_json(os.path.join(workdir, "results.json"), results)
-    export_dir = os.path.join(workdir, "saved_model")
-    if config.export and not os.path.exists(export_dir):  # Written once, whole.
+    if config.export and _is_saved_model(export_dir):  # Written once, whole.
+        print(f"Export kept: {export_dir} (written by an earlier run of this workdir).")
+    elif config.export:
         model.export(export_dir)
     if history:
         runs.plot_curves([workdir], os.path.join(workdir, "curves.png"))
@@ -359,13 +402,41 @@ def _new_model(config, data):
         raise config_lib.ConfigError(f"config.model_options: {e}") from e
 
 
+def _check_vocabulary(model, data, path, vocabulary_path):
+    """Refuses a resumed text run whose data vectorizer (from
+    `vocabulary.txt`, or adapted anew without it) is not the checkpoint's:
+    the checkpoint's model is the truth, the file only its copy."""
+    if getattr(model, "preprocessor", None) is None or data.preprocessor is None:
+        return
+    words = [str(w) for w in model.preprocessor.get_vocabulary()[2:]]
+    used = [str(w) for w in data.preprocessor.get_vocabulary()[2:]]
+    if used == words:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(used, words)) if a != b),
+                 min(len(used), len(words)))
+    found = repr(used[first]) if first < len(used) else "the end of the file"
+    wanted = repr(words[first]) if first < len(words) else "no more words"
+    if os.path.exists(vocabulary_path):
+        raise WorkdirError(
+            f"{vocabulary_path} is not the vocabulary of checkpoint {path}: {len(used)} "
+            f"words against its {len(words)}, line {first + 1} holds {found} where the "
+            f"checkpoint has {wanted}. Restore the file (or delete it: it is then "
+            "written anew); nothing was resumed or changed.")
+    raise WorkdirError(
+        f"The vectorizer adapted anew to the training texts ({len(used)} words) is not "
+        f"the vocabulary of checkpoint {path} ({len(words)} words; word {first + 1}: "
+        f"{found} against {wanted}): the data changed since the run began. Restore "
+        f"its vocabulary as {vocabulary_path}, or choose another workdir.")
+
+
 def _describe(model):
     return (f"{type(model).__name__} with {model.count_params():,} parameters in "
             f"{len(model.weights)} weights")
 
 
-def _load_checkpoint(path, model, finished):
-    """The model saved at `path`, checked against `model`, the config's.
+def _load_checkpoint(path, model, finished, check=None):
+    """The model saved at `path`, checked against `model`, the config's
+    (after `check(loaded)`, which checks the run's side files against it).
 
     Raises:
         CheckpointError: the file cannot be loaded (corrupted, truncated,
@@ -383,6 +454,8 @@ def _load_checkpoint(path, model, finished):
             f"Checkpoint {path} cannot be loaded ({type(e).__name__}: "
             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); it is "
             f"corrupted or was written by an incompatible version. {remedy}") from e
+    if check is not None:  # The run's side files against the checkpoint, first.
+        check(loaded)
     expected = [tuple(w.shape) for w in model.weights]
     found = [tuple(w.shape) for w in loaded.weights]
     if getattr(loaded, "optimizer", None) is None:
