@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -57,6 +59,7 @@ def serve(export_dir, output):
         json.dump(results, f)
 
 
+@pytest.mark.slow
 def test_served_signatures_refuse_careless_inputs_saying_what_they_take(tmp_path):
     import keras
     import numpy as np
@@ -106,8 +109,8 @@ def test_served_signatures_refuse_careless_inputs_saying_what_they_take(tmp_path
             name, out[name])
 
 
+@pytest.mark.slow
 def test_export_leaves_what_was_there_or_the_export_and_nothing_else(tmp_path):
-    import pytest
 
     import al_keras
 

@@ -135,6 +135,7 @@ def test_train_on_batch_trains_one_batch(one_process):
     assert one_process["train_on_batch"] == [EPOCHS * BATCHES + 1] * 5
 
 
+@pytest.mark.slow
 def test_xla_calls_of_any_length_share_one_trace(one_process):
     model = _model()
     iterations, weights, _ = _fit_stream(model, 8, jit_compile=True)
@@ -145,6 +146,7 @@ def test_xla_calls_of_any_length_share_one_trace(one_process):
     _assert_same_weights(weights, one_process[1][1])
 
 
+@pytest.mark.slow
 def test_bp_model_trains_exactly_steps_per_epoch():
     one, one_weights, _ = _fit_stream(_model("bp"), 1)
     seven, seven_weights, _ = _fit_stream(_model("bp"), 7)
@@ -152,6 +154,7 @@ def test_bp_model_trains_exactly_steps_per_epoch():
     _assert_same_weights(seven_weights, one_weights)
 
 
+@pytest.mark.slow
 def test_pipelined_block_parallel_trains_exactly_steps_per_epoch(one_process, cpu_devices):
     """Drained after each epoch's last call: every block's optimizer makes
     90 steps, and the weights are those of the sequential model."""
@@ -165,6 +168,7 @@ def test_pipelined_block_parallel_trains_exactly_steps_per_epoch(one_process, cp
     _assert_same_weights(weights, one_process[1][1])
 
 
+@pytest.mark.slow
 def test_finite_data_without_steps_per_epoch_is_trained_once():
     """No steps_per_epoch: each epoch reads the data to its end, once
     (arrays: of known length; a filtered dataset: of unknown length)."""
@@ -221,3 +225,26 @@ def test_ray_pipeline_agrees_with_one_process(one_process):
         strategy.shutdown()
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["al", "bp"])
+def test_evaluate_predict_and_validation_read_exactly_steps_batches(method):
+    """Keras' evaluate / predict read `steps_per_execution` batches a call
+    past `steps` too: predict(steps=45) of an endless dataset, 8 a call,
+    returned 48 batches' rows.  Now `steps` batches, as for finite data."""
+    x, y = _examples()
+    model = _model(method)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  steps_per_execution=8)
+    finite = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+    endless = finite.repeat()
+    rows = model.predict(endless.map(lambda a, b: a), steps=BATCHES, verbose=0)
+    assert rows.shape == (BATCH * BATCHES, CLASSES)
+    np.testing.assert_allclose(rows, model.predict(x, batch_size=BATCH, verbose=0), atol=1e-6)
+    expected = model.evaluate(finite, verbose=0, return_dict=True)
+    assert model.evaluate(endless, steps=BATCHES, verbose=0, return_dict=True) == expected
+    history = model.fit(finite.take(1), validation_data=endless, validation_steps=BATCHES,
+                        verbose=0)
+    after = model.evaluate(finite, verbose=0, return_dict=True)
+    assert history.history["val_loss"][-1] == pytest.approx(after["loss"], abs=1e-6)

@@ -15,6 +15,8 @@ compilation of the step) serves calls of any length.  A step runs only on a
 batch that was read, also with N = 1 (Keras' own step there ran an
 optimizer's step count on when it found the end of data of unknown length).
 A `RayPipeline` has its own train function, which clips the same way.
+`evaluate(steps=)`, `predict(steps=)` and fit's `validation_steps` read
+exactly `steps` batches of a dataset too (Keras read whole calls past them).
 
 It relies on Keras 3.15 internals: fit hands its epoch iterator to
 `_maybe_symbolic_build` first, and the iterator's `_enumerate_iterator`
@@ -47,12 +49,25 @@ class ExactEpochStepsMixin:
         return position
 
     def fit(self, *args, **kwargs):
+        if kwargs.get("validation_data") is not None:
+            kwargs["validation_data"] = _taken(kwargs["validation_data"],
+                                               kwargs.get("validation_steps"))
         position = self._epoch_position()
         position.following = True
         try:
             return super().fit(*args, **kwargs)
         finally:
             position.following, position.steps = False, None
+
+    # Keras' evaluate and predict read `steps_per_execution` batches a call
+    # too, past `steps` (predict(steps=45) of an endless dataset, 8 a call,
+    # returned 48 batches' rows): a dataset is cut to `steps` batches, where
+    # their loops stop as at any dataset's end.
+    def evaluate(self, x=None, y=None, *args, steps=None, **kwargs):
+        return super().evaluate(_taken(x, steps), y, *args, steps=steps, **kwargs)
+
+    def predict(self, x, *args, steps=None, **kwargs):
+        return super().predict(_taken(x, steps), *args, steps=steps, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras' fit hands its epoch iterator here first (evaluate, later,
@@ -69,6 +84,13 @@ class ExactEpochStepsMixin:
             return self.train_function
         self.train_function = _train_function(self, self._epoch_position())
         return self.train_function
+
+
+def _taken(data, steps):
+    """`data` cut to its first `steps` batches if it is a `tf.data.Dataset`."""
+    if steps is None or not isinstance(data, tf.data.Dataset):
+        return data
+    return data.take(int(steps))
 
 
 def _follow(epoch_iterator, position):

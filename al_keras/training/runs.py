@@ -378,8 +378,11 @@ def plot_curves(run_dirs, path):
         color = colors[label]
         epochs = [row["epoch"] + 1 for row in rows]
         keys = rows[-1].keys()
-        acc_ax.plot(epochs, [r.get("val_accuracy") for r in rows], color=color)
-        acc_ax.plot(epochs, [r.get("accuracy") for r in rows], ls=":", color=color)
+        # A run of one epoch is a point, which a line without a marker hides.
+        point = {"marker": "o", "markersize": 5} if len(epochs) == 1 else {}
+        acc_ax.plot(epochs, [r.get("val_accuracy") for r in rows], color=color, **point)
+        acc_ax.plot(epochs, [r.get("accuracy") for r in rows], ls=":", color=color,
+                    **(point and {"marker": "x", "markersize": 5}))
         exits = sorted(int(k.split("_")[2]) for k in keys
                        if k.startswith("val_exit_") and k.split("_")[2].isdigit())
         for block in exits[:-1]:  # the last exit is the full path
@@ -392,7 +395,8 @@ def plot_curves(run_dirs, path):
             blocks.update([block] if block else [])
             loss_ax.plot(epochs, [r.get(key) for r in rows], color=color,
                          ls="--" if key.startswith("ae_") else "-",
-                         marker=_block_marker(block) if block else None, markersize=3)
+                         marker=_block_marker(block) if block else point.get("marker"),
+                         markersize=3)
 
     def styles(*entries):
         return [Line2D([], [], color="0.3", ls=ls, marker=marker, markersize=4, label=text)
@@ -411,9 +415,13 @@ def plot_curves(run_dirs, path):
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Local losses (AL) / loss (BP)",
                 yscale="log")
+    last = max((rows[-1]["epoch"] + 1 for _, rows in runs), default=1)
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if last <= 2:  # Epochs, not fractions of one, on a short run's axis.
+            ax.set_xlim(0.5, last + 0.5)
+            ax.set_xticks(range(1, last + 1))
     path = os.fspath(path)
     partial = f"{path}.partial-{os.getpid()}"
     try:
