@@ -60,17 +60,17 @@ def built_input_shape(model):
 class DataCheck:
     """The checks of one model: its input shape and its number of classes."""
 
-    def __init__(self, model, caller):
+    def __init__(self, model, caller, skippable=True):
         self.input_shape = built_input_shape(model)
         self.num_classes = model.num_classes
         self.caller = caller
         self.model_name = model.name
         self.vocabulary_size = getattr(model, "vocabulary_size", None)
         self.has_preprocessor = getattr(model, "preprocessor", None) is not None
-        # Where the caller takes `check_data`, the way to skip a check; and
-        # the line for data without examples.
-        self.skip_hint = ", or pass check_data=False to skip this check"
-        self.empty = "the data holds no examples."
+        # Where the caller takes `check_data` (fit, evaluate, predict), the
+        # way to skip a check; the loops of `labelled_batches` do not.
+        self.skip_hint = ", or pass check_data=False to skip this check" if skippable else ""
+        self.empty = "the data holds no examples." if skippable else EMPTY
 
     # ------------------------------------------------------- static checks
     def check_dtypes(self, x_dtype, y_dtype=None):
@@ -332,9 +332,7 @@ def labelled_batches(model, caller, data, batch_size=32):
     A failed check raises `InputDataError` (during the loop for a dataset's
     values and the batches of an iterable).
     """
-    check = DataCheck(model, caller)
-    check.skip_hint = ""
-    check.empty = EMPTY
+    check = DataCheck(model, caller, skippable=False)
     if isinstance(data, tf.data.Dataset):
         x_spec, y_spec = _split(data.element_spec)
         if y_spec is None:

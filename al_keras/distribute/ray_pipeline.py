@@ -50,9 +50,36 @@ def _import_ray():
     return ray
 
 
-def plan_stages(num_blocks, num_stages=None, placement="auto", cpu_count=None):
+class StageResourceError(ValueError):
+    """Stages that need more CPUs or GPUs than there are; `option` is the
+    argument to lower ("cpus_per_stage" or "gpus_per_stage")."""
+
+    def __init__(self, message, option):
+        super().__init__(message)
+        self.option = option
+
+
+def check_arguments(num_stages=None, cpus_per_stage=None, gpus_per_stage=0,
+                    placement="auto"):
+    """The types and ranges of `RayPipeline`'s arguments, before anything
+    starts (a ValueError naming the value and what is allowed)."""
+    if num_stages is not None and (isinstance(num_stages, bool)
+                                   or not isinstance(num_stages, int) or num_stages < 1):
+        raise ValueError(f"num_stages must be an int >= 1, got {num_stages!r}.")
+    for name, value in (("cpus_per_stage", cpus_per_stage), ("gpus_per_stage", gpus_per_stage)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+    if placement != "auto" and (isinstance(placement, str) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in placement)):
+        raise ValueError(f"placement must be 'auto' or one stage index (an int >= 0) "
+                         f"per block, got {placement!r}.")
+
+
+def plan_stages(num_blocks, num_stages=None, placement="auto"):
     """The stage count, checked against the model's blocks, and the explicit
-    placement's stage index per block (None for `"auto"`), checked too.
+    placement's stage index per block (None for `"auto"`), checked too
+    (arguments as `check_arguments` lets them through).
 
     Pure: no Ray, no model.  `RayPipeline.place` and the config check
     (`config_lib.validate`, before anything starts) share it.
@@ -60,10 +87,7 @@ def plan_stages(num_blocks, num_stages=None, placement="auto", cpu_count=None):
     Raises:
         ValueError naming the value and what is allowed.
     """
-    if num_stages is not None and (isinstance(num_stages, bool)
-                                   or not isinstance(num_stages, int) or num_stages < 1):
-        raise ValueError(f"num_stages must be an int >= 1, got {num_stages!r}.")
-    stages = num_stages or min(num_blocks, cpu_count or os.cpu_count() or 1)
+    stages = num_stages or min(num_blocks, os.cpu_count() or 1)
     if stages > num_blocks:
         raise ValueError(
             f"num_stages={stages} is more stages than the model's {num_blocks} "
@@ -84,20 +108,17 @@ def plan_stages(num_blocks, num_stages=None, placement="auto", cpu_count=None):
 
 def check_stage_resources(stages, cpus_per_stage, gpus_per_stage, total_cpus, total_gpus,
                           where="the Ray cluster"):
-    """(CPUs, GPUs) of each stage, checked against what `where` has."""
-    for name, value in (("cpus_per_stage", cpus_per_stage), ("gpus_per_stage", gpus_per_stage)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not value >= 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+    """(CPUs, GPUs) of each stage, checked against what `where` has (a
+    `StageResourceError` naming the option to lower)."""
     cpus = cpus_per_stage or min(1.0, (total_cpus or 1) / stages)
     gpus = gpus_per_stage or 0
     for name, need, have in (("CPU", cpus * stages, total_cpus or 0),
                              ("GPU", gpus * stages, total_gpus or 0)):
         if need > have + 1e-9:
-            raise ValueError(
+            option = f"{name.lower()}s_per_stage"
+            raise StageResourceError(
                 f"{stages} stages of {need / stages:g} {name}s need {need:g} {name}s, "
-                f"but {where} has {have:g}; lower num_stages or "
-                f"{name.lower()}s_per_stage.")
+                f"but {where} has {have:g}; lower num_stages or {option}.", option)
     return cpus, gpus
 
 
@@ -141,13 +162,7 @@ class RayPipeline:
     def __init__(self, num_stages=None, cpus_per_stage=None, gpus_per_stage=0,
                  address=None, placement="auto", jit_compile=True,
                  profile_batch_size=32, steps_ahead=2):
-        if num_stages is not None:
-            plan_stages(num_stages, num_stages)  # The type and the minimum, now.
-        check_stage_resources(1, cpus_per_stage, gpus_per_stage, float("inf"), float("inf"))
-        if placement != "auto" and (isinstance(placement, str) or not all(
-                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in placement)):
-            raise ValueError(f"placement must be 'auto' or one stage index (an int >= 0) "
-                             f"per block, got {placement!r}.")
+        check_arguments(num_stages, cpus_per_stage, gpus_per_stage, placement)
         self._ray = _import_ray()
         self.num_stages = num_stages
         self.cpus_per_stage = cpus_per_stage

@@ -442,9 +442,8 @@ def _check_ray_plan(config, settings):
             stages, config.cpus_per_stage or None, config.gpus_per_stage,
             os.cpu_count() or 1, len(tf.config.list_physical_devices("GPU")),
             where="this machine (a local Ray)")
-    except ValueError as e:
-        key = "gpus_per_stage" if "GPU" in str(e) else "cpus_per_stage"
-        raise ConfigError(f"config.{key}={config[key]!r} is invalid: {e}") from None
+    except ray_pipeline.StageResourceError as e:
+        raise ConfigError(f"config.{e.option}={config[e.option]!r} is invalid: {e}") from None
 
 
 def num_model_blocks(config, settings):
