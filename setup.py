@@ -39,6 +39,8 @@ setuptools.setup(
         # Ray as measured (docs/several-devices.md); pinned like ruff, whose
         # lint CI runs must not change under a release.
         "ray": ["ray==2.60.0"],
+        # examples/tuner_search.py: a KerasTuner search over AL's settings.
+        "tuner": ["keras-tuner==1.4.8"],
         "test": ["pytest>=7", "ruff==0.17.6", "ray==2.60.0"],
     },
     license="Apache-2.0",

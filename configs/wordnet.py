@@ -34,8 +34,11 @@ from al_keras.training import config_lib
 
 MODELS = {
     "lstm": {"embedding_dim": 128, "lstm_units": 128, "label_units": 128},
+    # The embedding is part of the first Transformer block (docs/text.md: its
+    # own block's local loss cost AL 1.4 points); the ICLR code's separate
+    # embedding block: --config.model_options.separate_embedding=true.
     "transformer": {"embedding_dim": 128, "num_heads": 4, "intermediate_dim": 256,
-                    "label_units": 128},
+                    "label_units": 128, "separate_embedding": False},
 }
 
 

@@ -121,6 +121,31 @@ def test_original_settings():
     assert load_config_module("tiny_imagenet").get_config().batch_size == 100
 
 
+@pytest.mark.parametrize("name, arg", [
+    ("digits", "original"), ("fashion_mnist", "model=cnn,original"),
+    ("cifar10", "model=resnet20,light,original"), ("wordnet", "model=transformer,original")])
+def test_the_original_word_gives_the_papers_label_side(name, arg):
+    """AL's default is tanh with the tied initialisation; the word `original`
+    gives the paper's code (tests/test_learning_from_the_start.py)."""
+    module = load_config_module(name)
+    default = module.get_config(arg.replace("original", "").strip(","))
+    original = module.get_config(arg)
+    assert (default.model_options.original, original.model_options.original) == (False, True)
+    config_lib.validate(original)
+    shape, classes = SHAPES[name]
+    options = {k: v for k, v in original.model_options.to_dict().items() if v is not None}
+    if name == "wordnet":
+        options["vocab_size"] = 50
+    model = al_keras.models.get(original.model, input_shape=shape, num_classes=classes,
+                                **options)
+    expected = "tanh" if name == "wordnet" else "sigmoid"  # Text: the ICLR code's tanh.
+    assert {b.activation for b in model.blocks} == {expected}
+    assert {b.get_config()["kernel_initializer"]["class_name"] for b in model.blocks} == {
+        "HeNormal"}
+    with pytest.raises(ValueError, match="original applies to method=al"):
+        module.get_config(arg + ",method=bp")
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: setattr(c, "lr", 0.0), r"config.lr=0.0 is invalid: must be > 0"),
     (lambda c: setattr(c, "batch_size", 0), r"config.batch_size=0 is invalid"),

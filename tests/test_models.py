@@ -18,13 +18,14 @@ def test_mlp_is_the_original_mnist_mlp():
     assert first.encoder.layers[-1].kernel.shape == (784, 1024)
     assert second.encoder.layers[-1].kernel.shape == (1024, 1024)
     assert first.encoder.layers[-1].activation.__name__ == "elu"
-    # Bridges: Flatten -> Dense(5n) -> Dense(n), sigmoid; g, h sigmoid.
+    # Bridges: Flatten -> Dense(5n) -> Dense(n); b, g, h tanh (the paper's
+    # sigmoid with original=True, tests/test_learning_from_the_start.py).
     assert first.bridge.hidden.kernel.shape == (1024, 5120)
     assert first.bridge.output_dense.kernel.shape == (5120, 1024)
     assert first.label_encoder.dense.kernel.shape == (10, 1024)
     assert first.label_decoder.dense.kernel.shape == (1024, 10)
     assert second.label_decoder.dense.kernel.shape == (1024, 1024)
-    assert {b.activation for b in model.blocks} == {"sigmoid"}
+    assert {b.activation for b in model.blocks} == {"tanh"}
 
 
 def test_cnn_is_the_original_cnn():
@@ -146,8 +147,11 @@ def test_bad_builder_arguments_are_named(call, message):
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({}, -np.log(9.0)),  # sigmoid h_1 with MSE starts at the class prior
-    ({"activation": "tanh"}, 0.0),
+    # The paper's sigmoid h_1 with MSE starts at the class prior (with the
+    # tied initialisation too: tests/test_learning_from_the_start.py).
+    ({"original": True}, -np.log(9.0)),
+    ({}, 0.0),
+    ({"activation": "tanh", "original": True}, 0.0),
     ({"output_loss": "categorical_crossentropy"}, 0.0),
 ])
 def test_first_decoder_bias_starts_at_the_class_prior(options, expected):

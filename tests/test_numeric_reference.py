@@ -20,7 +20,7 @@ def _model_with_fixed_weights():
     model = al_keras.associate(
         [keras.layers.Dense(4, "elu"), keras.layers.Dense(3, "elu")],
         num_classes=3, label_units=[4, 2], bridge_multiplier=1,
-        input_shape=(5,),
+        input_shape=(5,), activation="sigmoid",
     )
     rng = np.random.default_rng(42)
     for v in model.weights:

@@ -185,3 +185,22 @@ def test_jit_compile_key_reaches_compile(jit):
                                 **config.model_options.to_dict())
     train_lib._compile(model, config, steps_per_epoch=10)
     assert model.jit_compile is jit
+
+
+def test_a_workdir_from_before_original_existed_resumes_with_original(tmp_path):
+    """Its config.json has the paper's sigmoid and no `original`: the `original`
+    config resumes it (completing the file), the default names the word."""
+    workdir = str(tmp_path / "old")
+    os.makedirs(workdir)
+    old = json.loads(_digits_config("original").to_json())
+    del old["model_options"]["original"]
+    old["model_options"]["activation"] = "sigmoid"
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(old, f)
+    with pytest.raises(ValueError, match=r"differing keys: \['model_options'\]\).*add "
+                       r"`original` to the config argument"):
+        train_lib._prepare_workdir(workdir, _digits_config())
+    train_lib._prepare_workdir(workdir, _digits_config("original"))
+    with open(os.path.join(workdir, "config.json")) as f:
+        completed = json.load(f)
+    assert completed == json.loads(_digits_config("original").to_json())

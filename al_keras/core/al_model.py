@@ -57,9 +57,10 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
 
     Inference (`call`, `predict`, `evaluate`) follows
     `x -> f_1 ... f_L -> b_L -> h_L ... h_1` and returns class probabilities.
-    With `output_loss="mse"` (the original) `h_1` is a sigmoid layer whose
-    scores are clipped at 0 and normalised to sum to 1 (argmax unchanged);
-    with `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
+    With `output_loss="mse"` (the original) `h_1` has the blocks' bounded
+    activation (tanh, or the paper's sigmoid), and its scores are clipped
+    at 0 and normalised to sum to 1 (argmax unchanged); with
+    `"categorical_crossentropy"` `h_1` is a softmax.  The shortcut
     *exit* at block i (`x -> f_1 ... f_i -> b_i -> h_i ... h_1`) is
     `model(x, exit=i)`, `model.predict(x, exit=i)` or
     `model.evaluate(x, y, exit=i)`; `model.predict(x, exit="adaptive")`

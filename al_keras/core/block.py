@@ -12,6 +12,21 @@ from al_keras.core.layers import (
 )
 
 
+class _Tied(keras.initializers.Initializer):
+    """An initializer whose values a method of the block computes."""
+
+    def __init__(self, compute):
+        self.compute = compute
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.cast(self.compute(shape, dtype), dtype or "float32")
+
+
+TARGET_KINDS = ("code", "one_hot")
+# The gain of g's orthogonal kernel in the tied initialisation, by activation.
+TIED_GAINS = {"tanh": 2.0, "sigmoid": 4.0, "elu": 2.0, "relu": 2.0}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AssociatedBlock(keras.layers.Layer):
     """One block of an Associated Learning network: its f, g, b and h.
@@ -34,8 +49,8 @@ class AssociatedBlock(keras.layers.Layer):
         label_units: int, width `n` of `t_i`.
         target_units: int, width of `t_{i-1}`: the number of classes for the
             first block, the previous block's `label_units` otherwise.
-        activation: activation of g, h and b: `"sigmoid"` (default, as the
-            original code), `"tanh"`, `"elu"` or `"relu"`.
+        activation: activation of g, h and b: `"tanh"` (default),
+            `"sigmoid"` (the original code's), `"elu"` or `"relu"`.
         decoder_activation: activation of h, if it should differ from
             `activation` (e.g. `"softmax"` for a cross-entropy `h_1`).
         bridge_multiplier: hidden width of the bridge in units of
@@ -46,7 +61,12 @@ class AssociatedBlock(keras.layers.Layer):
         bridge_sequence_pooling: None, or `"mean"` / `"last"` for a text
             block, whose `s_i` is a masked sequence: the bridge pools it
             over the tokens first (see `SequencePooling`).
-        kernel_initializer: initializer of g, h and b, default `"he_normal"`.
+        kernel_initializer: None (default) for the *tied* initialisation
+            (below), or one initializer of g, h and b alike: `"he_normal"`
+            is the original code's.
+        target_kind: `"code"` (default): `t_{i-1}` is the previous block's
+            label code; `"one_hot"`: the labels (the first block).  The tied
+            initialisation centres `g` on the middle of its input's range.
         kernel_regularizer: optional regularizer of g, h and b.
         decoder_bias_initializer: initializer of h's bias (default zeros).
             `al_keras.associate` gives a sigmoid `h_1` trained with MSE the
@@ -56,6 +76,26 @@ class AssociatedBlock(keras.layers.Layer):
             first drives all outputs towards 0), and an output unit can stay
             there for many epochs, its class never predicted.
         **kwargs: base layer keyword arguments.
+
+    The tied initialisation (`kernel_initializer=None`) makes the label side
+    an auto-encoder that already works before any training step, so the
+    full path `b_L -> h_L ... h_1` decodes what the bridges learn from the
+    first batches on:
+
+    * `g`: an orthogonal kernel (gain 2; 4 for a sigmoid, whose slope is a
+      quarter of tanh's), so the codes `t_i` of different classes are
+      spread apart, and a bias that centres it on its input: a sigmoid
+      code lies around 0.5, not 0;
+    * `h`: the transpose of g's kernel, centred alike, so `h(g(t))` points
+      back at `t`'s class;
+    * `b`: Glorot-uniform, which keeps a bounded activation out of its
+      flat tails.
+
+    With He-normal `g` and `h` (the original code) the label codes of the
+    classes start close together, and `h`'s random kernel decodes them to
+    arbitrary classes: at Adam's 2e-4 the full path stays at chance for
+    hundreds of steps (docs/reproduction.md, "Learning from the first
+    steps").
 
     Call arguments:
         inputs: the block's input `s_{i-1}`.
@@ -79,14 +119,15 @@ class AssociatedBlock(keras.layers.Layer):
         encoder,
         label_units,
         target_units,
-        activation="sigmoid",
+        activation="tanh",
         decoder_activation=None,
         bridge_multiplier=5,
-        kernel_initializer="he_normal",
+        kernel_initializer=None,
         kernel_regularizer=None,
         decoder_bias_initializer="zeros",
         bridge_pool_size=0,
         bridge_sequence_pooling=None,
+        target_kind="code",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,15 +149,27 @@ class AssociatedBlock(keras.layers.Layer):
         self.bridge_multiplier = bridge_multiplier
         self.bridge_pool_size = bridge_pool_size
         self.bridge_sequence_pooling = bridge_sequence_pooling
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if target_kind not in TARGET_KINDS:
+            raise ValueError(f"target_kind must be one of {TARGET_KINDS}, got "
+                             f"{target_kind!r}.")
+        self.target_kind = target_kind
+        self.kernel_initializer = (None if kernel_initializer is None else
+                                   keras.initializers.get(kernel_initializer))
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        common = dict(
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-        )
+        tied = self.kernel_initializer is None
+        # Made now: it draws its seed as "he_normal" did (set_random_seed
+        # decides it).
+        self._orthogonal = (keras.initializers.Orthogonal(
+            gain=TIED_GAINS[self.activation]) if tied else None)
+        common = dict(kernel_regularizer=self.kernel_regularizer,
+                      dtype=self.dtype_policy)
         self.label_encoder = LabelEncoder(
-            label_units, activation=activation, name="label_encoder", **common
+            label_units, activation=activation, name="label_encoder",
+            kernel_initializer=(_Tied(self._encoder_kernel) if tied
+                                else self.kernel_initializer),
+            bias_initializer=(
+                _Tied(self._centred_encoder_bias) if tied else "zeros"),
+            **common,
         )
         self.bridge = Bridge(
             label_units,
@@ -125,13 +178,17 @@ class AssociatedBlock(keras.layers.Layer):
             sequence_pooling=bridge_sequence_pooling,
             activation=activation,
             name="bridge",
+            kernel_initializer="glorot_uniform" if tied else self.kernel_initializer,
             **common,
         )
         self.label_decoder = LabelDecoder(
             target_units,
             activation=decoder_activation or activation,
-            bias_initializer=self.decoder_bias_initializer,
+            bias_initializer=(_Tied(self._centred_decoder_bias) if tied
+                              else self.decoder_bias_initializer),
             name="label_decoder",
+            kernel_initializer=(_Tied(self._transposed_encoder_kernel) if tied
+                                else self.kernel_initializer),
             **common,
         )
 
@@ -145,7 +202,31 @@ class AssociatedBlock(keras.layers.Layer):
         self.bridge.build(encoded.shape)
         self.label_encoder.build((None, self.target_units))
         self.label_decoder.build((None, self.label_units))
+        self._tied_kernel = None
         self.built = True
+
+    # The tied initialisation (see the class doc): g's kernel is drawn once,
+    # when g is built (before h; Keras creates a kernel before its bias),
+    # and kept until the block is built for the initial values computed
+    # from it.
+    def _middle(self):
+        return 0.5 if self.activation == "sigmoid" else 0.0  # Code's centre.
+
+    def _encoder_kernel(self, shape=None, dtype=None):
+        if getattr(self, "_tied_kernel", None) is None:
+            self._tied_kernel = self._orthogonal((self.target_units, self.label_units))
+        return self._tied_kernel
+
+    def _centred_encoder_bias(self, shape, dtype):
+        middle = self._middle() if self.target_kind == "code" else 0.0
+        return -middle * keras.ops.sum(self._encoder_kernel(), axis=0)
+
+    def _transposed_encoder_kernel(self, shape, dtype):
+        return keras.ops.transpose(self._encoder_kernel())
+
+    def _centred_decoder_bias(self, shape, dtype):
+        prior = self.decoder_bias_initializer(shape, dtype=dtype)
+        return prior - self._middle() * keras.ops.sum(self._encoder_kernel(), axis=1)
 
     def call(self, inputs, training=None):
         return self.encoder(inputs, training=training)
@@ -177,9 +258,8 @@ class AssociatedBlock(keras.layers.Layer):
             activation=self.activation,
             decoder_activation=self.decoder_activation,
             bridge_multiplier=self.bridge_multiplier,
-            kernel_initializer=keras.initializers.serialize(
-                self.kernel_initializer
-            ),
+            kernel_initializer=(None if self.kernel_initializer is None else
+                                keras.initializers.serialize(self.kernel_initializer)),
             kernel_regularizer=keras.regularizers.serialize(
                 self.kernel_regularizer
             ),
@@ -188,5 +268,6 @@ class AssociatedBlock(keras.layers.Layer):
             ),
             bridge_pool_size=self.bridge_pool_size,
             bridge_sequence_pooling=self.bridge_sequence_pooling,
+            target_kind=self.target_kind,
         )
         return config

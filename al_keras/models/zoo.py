@@ -41,7 +41,8 @@ METHODS = ("al", "bp")
 
 # Options every model takes, by method, with their defaults.
 _AL_OPTIONS = {
-    "activation": "sigmoid",
+    "original": False,
+    "activation": None,
     "bridge_multiplier": 5,
     "bridge_pool_size": 0,
     "output_loss": "mse",
@@ -64,19 +65,19 @@ def names():
     return tuple(BACKBONES)
 
 
-def associate(encoders, num_classes, label_units=256, activation="sigmoid",
+def associate(encoders, num_classes, label_units=256, activation=None,
               bridge_multiplier=5, output_loss="mse", loss_weights=None,
               ae_lr_multiplier=2.0, kernel_regularizer=None, input_shape=None,
               name=None, bridge_pool_size=0, sequence_pooling=None,
-              preprocessor=None):
+              preprocessor=None, original=False):
     """Makes an `ALModel` from your own Keras layers, one per block.
 
     Args:
         encoders: list of Keras layers or models, `f_1 ... f_L`.
         num_classes: int >= 2.
         label_units: int, or one int per block: the widths `n_i` of `t_i`.
-        activation: of g, h, b: `"sigmoid"` (default), `"tanh"`, `"elu"`,
-            `"relu"`.
+        activation: of g, h, b: `"tanh"` (the default), `"sigmoid"` (the
+            default with `original=True`), `"elu"`, `"relu"`.
         bridge_multiplier: hidden width of each bridge in units of `n_i`
             (5, as the original; 0 for a single Dense layer).
         output_loss: `"mse"` (default) or `"categorical_crossentropy"`
@@ -100,6 +101,13 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
         preprocessor: optional Keras layer from raw inputs to the model's
             inputs (e.g. an adapted `keras.layers.TextVectorization`): saved
             with the model, and the input of its exported signatures.
+        original: False (default): the label side starts as a working
+            auto-encoder (the tied initialisation of `AssociatedBlock`) and
+            g, h, b use tanh, so the full path learns from the first steps
+            at any usual learning rate.  True: the paper's code, He-normal
+            g, h and b with sigmoid activations, for reproducing its
+            figures (al_keras's default until December 2026; its full path
+            lags its first exit by epochs, see docs/reproduction.md).
 
     Returns:
         An `ALModel`.
@@ -110,6 +118,10 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
     ...                            label_units=256)       # doctest: +SKIP
     """
     check_num_classes(num_classes)
+    if not isinstance(original, bool):
+        raise ValueError(f"original must be True or False, got {original!r}.")
+    if activation is None:
+        activation = "sigmoid" if original else "tanh"
     encoders = _check_encoders(encoders)
     if _is_int(label_units):
         label_units = [label_units] * len(encoders)
@@ -147,6 +159,8 @@ def associate(encoders, num_classes, label_units=256, activation="sigmoid",
                 bridge_pool_size=bridge_pool_size,
                 bridge_sequence_pooling=sequence_pooling,
                 kernel_regularizer=kernel_regularizer,
+                kernel_initializer="he_normal" if original else None,
+                target_kind="one_hot" if i == 0 else "code",
                 decoder_bias_initializer=(
                     keras.initializers.Constant(-math.log(num_classes - 1))
                     if i == 0 and output_loss == "mse" and activation == "sigmoid"
@@ -245,6 +259,9 @@ def check_options(name, method, options):
             raise ValueError(f"Option {option}={value!r} is invalid: {meaning}"
                              + (" (an int)" if whole and value == value
                                 and value >= minimum else "") + ".")
+    if method == "al" and not isinstance(settings["original"], bool):
+        raise ValueError(f"Option original={settings['original']!r} is invalid: True "
+                         "(the paper's settings) or False.")
     dropout = settings.get("dropout")
     if "dropout" in allowed and not (
             isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
@@ -315,7 +332,8 @@ def get(name, *, input_shape=None, num_classes, method="al", sequence_length=Non
             `transformer`: `vocab_size`, `embedding_dim`, `num_heads`,
             `intermediate_dim`, `num_layers`, `dropout`),
             `label_units`, `sequence_pooling` (text: `"mean"` or `"last"`),
-            and the method's (`al`: `activation`,
+            and the method's (`al`: `original` (the paper's settings, see
+            `associate`), `activation`,
             `bridge_multiplier`, `bridge_pool_size`, `output_loss`,
             `loss_weights`, `ae_lr_multiplier`, `kernel_regularizer` as an
             L2 factor or regularizer; `bp`: `bridge_multiplier`,
@@ -366,6 +384,7 @@ def get(name, *, input_shape=None, num_classes, method="al", sequence_length=Non
             loss_weights=settings["loss_weights"],
             ae_lr_multiplier=settings["ae_lr_multiplier"],
             kernel_regularizer=regularizer,
+            original=settings["original"],
             input_shape=input_shape,
             name=model_name,
             sequence_pooling=settings["sequence_pooling"],

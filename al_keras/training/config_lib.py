@@ -235,13 +235,15 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
         models: model name -> spec, a dict with optional keys `options`
             (model options of both methods), `al` / `bp` (options of one
             method) and `lr` (instead of the original 1e-4).
-        arg: the config argument, `"model=...,method=...,light,smoke"`
-            (`light`: the light bridges, `LIGHT_BRIDGE`).
+        arg: the config argument, `"model=...,method=...,light,original,smoke"`
+            (`light`: the light bridges, `LIGHT_BRIDGE`; `original`: AL
+            with the paper's sigmoid label side and He-normal
+            initialisation, `models.get(..., original=True)`).
         batch_size: the original batch size.
         augment: whether the original augmented this dataset.
     """
     args = parse_arg(arg, model=next(iter(models)), method="al", light=False,
-                     smoke=False)
+                     original=False, smoke=False)
     if args.model not in models:
         raise ConfigError(
             f"The {dataset} configs have models {sorted(models)}, got "
@@ -253,6 +255,7 @@ def paper_config(dataset, models, arg, *, batch_size=32, augment=False):
     options = {**spec.get("options", {}), **spec.get(args.method, {})}
     if args.light:
         options.update(LIGHT_BRIDGE)
+    options.update(original_options(args))
     config = base_config(dataset, args.model, args.method, batch_size=batch_size,
                          lr=spec.get("lr", 1e-4), augment=augment,
                          model_options=options)
@@ -283,7 +286,7 @@ def text_config(dataset, arg, *, models=None, sequence_length=128, batch_size=12
             (Adam, constant learning rate).
     """
     models = models or TEXT_MODELS
-    args = parse_arg(arg, model="lstm", method="al", smoke=False)
+    args = parse_arg(arg, model="lstm", method="al", original=False, smoke=False)
     if args.model not in models:
         raise ConfigError(f"The {dataset} configs have models {sorted(models)}, got "
                           f"{args.model!r}.")
@@ -291,11 +294,21 @@ def text_config(dataset, arg, *, models=None, sequence_length=128, batch_size=12
         raise ConfigError(f"Unknown method {args.method!r}; expected one of {METHODS}.")
     config = base_config(dataset, args.model, args.method, epochs=epochs,
                          batch_size=batch_size, lr=lr, test_batch_size=256,
-                         model_options=models[args.model])
+                         model_options={**models[args.model],
+                                        **original_options(args)})
     config.lr_schedule = "constant"
     config.sequence_length = sequence_length
     config.vocab_size = vocab_size
     return smoke(config) if args.smoke else config
+
+
+def original_options(args):
+    """The model options of a config argument's `original` word: AL as in
+    the paper's code (`models.get(..., original=True)`); BP has no other."""
+    if args.original and args.method != "al":
+        raise ConfigError(f"Config argument original applies to method=al (the paper's "
+                          f"label side); method={args.method} has no other settings.")
+    return {"original": True} if args.original else {}
 
 
 def smoke(config):

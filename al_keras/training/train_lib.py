@@ -106,6 +106,14 @@ def _prepare_workdir(workdir, config):
                  if k not in previous and config_json.get(k) == config_lib.DEFAULTS[k]}
         # Likewise a model option added since (e.g. sequence_pooling), at its default.
         options, before = config_json.get("model_options"), previous.get("model_options")
+        if (isinstance(options, dict) and isinstance(before, dict)
+                and "original" in options and "original" not in before):
+            # Before `original` existed AL had the paper's settings.
+            before = {**before, "original": True}
+            if config.model not in models.text_backbones.TEXT_BACKBONES:
+                before["activation"] = None if before.get("activation") == "sigmoid" else (
+                    before.get("activation"))
+            added["model_options"] = previous["model_options"] = before
         if isinstance(options, dict) and isinstance(before, dict):
             defaults = json.loads(json.dumps(models.check_options(
                 config.model, config.method, {}), default=list))
@@ -120,10 +128,16 @@ def _prepare_workdir(workdir, config):
         if previous != config_json:
             changed = sorted(k for k in set(previous) | set(config_json)
                              if previous.get(k) != config_json.get(k))
+            hint = ""
+            if (previous.get("model_options") or {}).get("original") and not (
+                    config_json.get("model_options") or {}).get("original"):
+                hint = (" Its model has the paper's settings (al_keras's AL default "
+                        "until December 2026): add `original` to the config argument "
+                        "(e.g. --config=configs/digits.py:original).")
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run of another config (differing "
                 f"keys: {changed}); rerun with the same config to resume it, or "
-                "choose another workdir."
+                f"choose another workdir.{hint}"
             )
         return lambda: None
     return lambda: _write_json(path, config_json)
