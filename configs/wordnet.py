@@ -22,12 +22,17 @@ bridges of one Dense layer on the masked mean of s_i, cross-entropy h_1;
 32 tokens (99% of the glosses fit in 37), vocabulary 30,000, batch 128,
 Adam 1e-3, 10 epochs, seed 0.
 
-Expected, seed 0, 10 epochs, 2-core CPU (docs/text.md: every exit, seconds):
+Expected, seed 0, 10 epochs, 2-core CPU (docs/text.md: every exit, seconds),
+measured 2026-12-02 with AL's He-normal label side (now the word
+`original`, which trains as then):
   LSTM: AL 0.8282 (macro-F1 0.694), BP 0.8003 (0.653); ~104-135 s (AL), ~96-110 s
   (BP) an epoch. Transformer: AL 0.8026 (0.671), BP 0.8163 (0.682); ~41-55 s
-  an epoch; AL without the separate embedding block
-  (`--config.model_options.separate_embedding=false`) 0.8167 (0.699),
-  its BP twin 0.8039 (0.675).
+  an epoch, with the ICLR code's separate embedding block
+  (`--config.model_options.separate_embedding=true`); joined, 0.8167
+  (0.699), its BP twin 0.8039 (0.675).
+  The Transformer as configured now (joined, AL's tied label side,
+  2026-12-04): AL 0.8106 (macro-F1 0.692; 0.8403 at epoch 2), BP 0.8196
+  (0.680; 0.8341 at epoch 3).
 """
 
 from al_keras.training import config_lib
