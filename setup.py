@@ -41,7 +41,7 @@ setuptools.setup(
         "ray": ["ray==2.60.0"],
         # examples/tuner_search.py: a KerasTuner search over AL's settings.
         "tuner": ["keras-tuner==1.4.8"],
-        "test": ["pytest>=7", "ruff==0.17.6", "ray==2.60.0"],
+        "test": ["pytest>=7", "ruff==0.17.6", "ray==2.60.0", "keras-tuner==1.4.8"],
     },
     license="Apache-2.0",
     classifiers=[

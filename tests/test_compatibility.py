@@ -86,11 +86,14 @@ def test_keras_files_of_version_0_1_load_and_predict_the_same(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_workdir_of_version_0_1_resumes(tmp_path):
     """A digits run of 0.1.0 stopped after epoch 1 of 2, resumed by today's
-    train.py, ends with the metrics of 0.1.0's uninterrupted run."""
+    train.py, ends with the metrics of 0.1.0's uninterrupted run.  Its AL had
+    the paper's settings, today's word `original` (without it, train.py
+    names the word: tests/test_train.py)."""
     workdir = tmp_path / "run"
     shutil.copytree(LEGACY_WORKDIR, workdir)
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), "--config.epochs=2",
+        [sys.executable, os.path.join(ROOT, "train.py"),
+         f"--config={os.path.join(ROOT, 'configs', 'digits.py')}:original", "--config.epochs=2",
          "--config.model_options.hidden_units=16", "--config.model_options.label_units=8",
          f"--workdir={workdir}"],
         capture_output=True, text=True, cwd=tmp_path)
