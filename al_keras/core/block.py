@@ -161,6 +161,7 @@ class AssociatedBlock(keras.layers.Layer):
         # decides it).
         self._orthogonal = (keras.initializers.Orthogonal(
             gain=TIED_GAINS[self.activation]) if tied else None)
+        self._tied_kernel = None  # Drawn when g is built.
         common = dict(kernel_regularizer=self.kernel_regularizer,
                       dtype=self.dtype_policy)
         self.label_encoder = LabelEncoder(
@@ -213,7 +214,7 @@ class AssociatedBlock(keras.layers.Layer):
         return 0.5 if self.activation == "sigmoid" else 0.0  # Code's centre.
 
     def _encoder_kernel(self, shape=None, dtype=None):
-        if getattr(self, "_tied_kernel", None) is None:
+        if self._tied_kernel is None:
             self._tied_kernel = self._orthogonal((self.target_units, self.label_units))
         return self._tied_kernel
 

@@ -108,12 +108,14 @@ def _prepare_workdir(workdir, config):
         options, before = config_json.get("model_options"), previous.get("model_options")
         if (isinstance(options, dict) and isinstance(before, dict)
                 and "original" in options and "original" not in before):
-            # Before `original` existed AL had the paper's settings.
+            # Before `original` existed AL had the paper's settings, whose
+            # sigmoid `original` now implies (an image model's activation
+            # left open).
             before = {**before, "original": True}
-            if config.model not in models.text_backbones.TEXT_BACKBONES:
-                before["activation"] = None if before.get("activation") == "sigmoid" else (
-                    before.get("activation"))
-            added["model_options"] = previous["model_options"] = before
+            if (before.get("activation") == "sigmoid"
+                    and config.model not in models.text_backbones.TEXT_BACKBONES):
+                before["activation"] = None
+            added["model_options"] = before
         if isinstance(options, dict) and isinstance(before, dict):
             defaults = json.loads(json.dumps(models.check_options(
                 config.model, config.method, {}), default=list))
