@@ -5,17 +5,99 @@
         --config.data_dir=/usr/share/datasets/fashion-mnist --workdir=/tmp/fm_cnn_al
     python train.py --config.distribute=blocks      # blocks on 2 devices, pipelined
     python train.py --config=configs/cifar10.py:model=vgg,smoke --config.lr=3e-4
+    KERAS_BACKEND=jax python train.py               # on JAX (or --backend=jax)
 
 Hyperparameters are config keys (`--config.KEY=VALUE`); see configs/ and
 docs/training.md.  Rerunning a command with the same workdir resumes it.
+Keras' backend is `--backend`, else `KERAS_BACKEND`, else Keras' own
+default (`~/.keras/keras.json`, or tensorflow); without TensorFlow
+installed, the digits and MNIST-format idx folders train on JAX.
 """
 
+import importlib.util
+import json
 import os
 import re
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+BACKENDS = ("jax", "tensorflow")  # Keras backends al_keras trains on.
+_LIBRARY = {"jax": "JAX", "tensorflow": "TensorFlow"}
+_INSTALL = {"jax": "pip install jax",
+            "tensorflow": "pip install tensorflow (or al_keras[tensorflow])"}
+
+
+def choose_backend(argv):
+    """Sets `KERAS_BACKEND` from `--backend=NAME` (or `--backend NAME`) in
+    `argv`, before Keras is imported; exits with one line for an unknown
+    backend, or one whose library is not installed.
+
+    Returns:
+        The backend's name, `--backend`'s, else `KERAS_BACKEND`'s, else
+        Keras' configured default (`$KERAS_HOME/keras.json` or
+        `~/.keras/keras.json`; tensorflow without one).
+    """
+    name, source = None, None
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        if arg.startswith("--backend="):
+            name, source = arg[len("--backend="):], arg
+        elif arg == "--backend":
+            if i + 1 >= len(argv):
+                sys.exit("train.py: --backend needs a value: --backend=jax or "
+                         "--backend=tensorflow.")
+            name, source = argv[i + 1], f"--backend {argv[i + 1]}"
+    if name is not None:
+        if name not in BACKENDS:
+            sys.exit(f"train.py: {source}: unknown backend {name!r}; choose one of "
+                     f"{', '.join(BACKENDS)}.")
+        os.environ["KERAS_BACKEND"] = name
+    elif os.environ.get("KERAS_BACKEND"):
+        name, source = os.environ["KERAS_BACKEND"], f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}"
+        if name not in BACKENDS:
+            sys.exit(f"train.py: {source}: al_keras trains on Keras' "
+                     f"{' or '.join(BACKENDS)} backend, not {name!r}; set "
+                     "KERAS_BACKEND (or --backend) to one of them.")
+    else:
+        name, source = _configured_backend(), None
+        if name not in BACKENDS:
+            sys.exit(f"train.py: Keras is configured for the {name!r} backend "
+                     f"(keras.json); al_keras trains on {' or '.join(BACKENDS)}: choose "
+                     "one with --backend=jax or --backend=tensorflow.")
+    if not _installed(name):
+        other = [b for b in BACKENDS if b != name and _installed(b)]
+        instead = (f"; or train on {_LIBRARY[other[0]]} with --backend={other[0]} (or "
+                   f"KERAS_BACKEND={other[0]})" if other else "")
+        what = (f"Keras' default backend, {name}," if source is None
+                else f"{source}: Keras' {name} backend")
+        sys.exit(f"train.py: {what} needs {_LIBRARY[name]}, which is not installed: "
+                 f"{_INSTALL[name]}{instead}.")
+    return name
+
+
+def _configured_backend():
+    """The backend of Keras' config file, as Keras reads it (tensorflow without one)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # An import blocker, a broken module.
+        return False
+
+
+if __name__ == "__main__":
+    # Before anything imports Keras, which reads KERAS_BACKEND once.
+    choose_backend(sys.argv)
+
+from absl import app, flags, logging  # noqa: E402 (after the backend is chosen)
+from ml_collections import config_flags  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_CONFIG = os.path.join(_HERE, "configs", "digits.py")
@@ -88,6 +170,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default: "
     "/tmp/al_keras_runs/<dataset>_<model>_<method>[_<distribute>]).")
+flags.DEFINE_enum(
+    "backend", None, BACKENDS, "Keras' backend (default: $KERAS_BACKEND, else Keras' "
+    "configured one): set before Keras is imported. Without TensorFlow, jax trains the "
+    "digits and MNIST-format idx folders.")
 
 
 def main(argv):

@@ -1,4 +1,4 @@
-"""al_keras: Associated Learning for Keras 3 / TensorFlow.
+"""al_keras: Associated Learning for Keras 3, on TensorFlow and JAX.
 
 Train deep networks without end-to-end backpropagation (Kao & Chen,
 "Associated Learning: Decomposing End-to-end Backpropagation based on
@@ -7,8 +7,9 @@ Auto-encoders and Target Propagation", Neural Computation 33(1), 2021).
 Where things live:
 
 * `al_keras.core` -- the layers (the text models' sequence layers in
-  `core/sequence.py`), `ALModel` (its local losses in
-  `core/local_training.py`, its exits in `core/exits.py`), `BPModel`;
+  `core/sequence.py`), `ALModel` (the block step in `core/step.py`, its
+  trainer per Keras backend in `core/trainers/`, its exits in
+  `core/exits.py`), `BPModel`;
   adaptive early exit and its calibration in `core/early_exit.py`
   (`al_keras.exits`);
 * `al_keras.models` -- the model zoo (`get`, `associate`, `bp_twin`) and its
@@ -22,7 +23,9 @@ Where things live:
 
 __version__ = "0.1.0"
 
-from al_keras import data, distribute, models
+import importlib
+
+from al_keras import data, models
 from al_keras.core import early_exit as exits
 from al_keras.core.al_model import ALModel
 from al_keras.core.block import AssociatedBlock
@@ -38,7 +41,6 @@ from al_keras.core.sequence import (
     TokenAndPositionEmbedding,
     TransformerEncoder,
 )
-from al_keras.distribute import pipeline_simulator
 from al_keras.models import associate, backbones, bp_twin
 from al_keras.models.backbones import ResidualUnit
 
@@ -69,3 +71,13 @@ __all__ = [
     "models",
     "pipeline_simulator",
 ]
+
+
+def __getattr__(name):
+    # `al_keras.distribute` (and its `pipeline_simulator`) load when first
+    # used: the core never needs them.
+    if name == "distribute":
+        return importlib.import_module("al_keras.distribute")
+    if name == "pipeline_simulator":
+        return importlib.import_module("al_keras.distribute.pipeline_simulator")
+    raise AttributeError(f"module 'al_keras' has no attribute {name!r}")

@@ -203,7 +203,7 @@ def block_profile(model, x, y, jit_compile, round_seconds):
     s, t = tf.constant(x), labels.to_one_hot(tf.constant(y), model.num_classes)
     rows = []
     for index, block in enumerate(model.blocks):
-        step = tf.function(lambda s, t, i=index: model._train_block(i, s, t, None)[:2],
+        step = tf.function(lambda s, t, i=index: model.train_block(i, s, t, None)[:2],
                            jit_compile=jit_compile)
         flops = graph_flops(step.get_concrete_function(
             tf.TensorSpec(s.shape, s.dtype), tf.TensorSpec(t.shape, t.dtype)).graph)

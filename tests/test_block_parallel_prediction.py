@@ -1,21 +1,10 @@
 """BlockParallel's predicted speedup: measured, exposed, and stated at start-up."""
 
-import os
-
 import pytest
 
-import al_keras
 from al_keras import distribute
 from al_keras.distribute import block_parallel, pipeline_simulator
 from al_keras.training import train_lib
-from al_keras.training.config_lib import load_config_module
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _mlp(num_blocks=2):
-    return al_keras.models.get("mlp", input_shape=(64,), num_classes=10,
-                               hidden_units=32, label_units=16, num_blocks=num_blocks)
 
 
 def _fixed(monkeypatch, costs, profile):
@@ -47,10 +36,10 @@ def test_overlap_profile_arithmetic():
 
 
 @pytest.mark.slow
-def test_prediction_is_measured_on_the_placement(cpu_devices):
+def test_prediction_is_measured_on_the_placement(cpu_devices, mlp):
     strategy = distribute.BlockParallel(cpu_devices[:2])
     with strategy.scope():
-        _mlp()
+        mlp(num_blocks=2)
     profile = strategy.overlap_profile
     assert len(profile.device_seconds) == 2
     assert all(s > 0 for s in profile.device_seconds) and profile.concurrent_seconds > 0
@@ -66,12 +55,12 @@ def test_prediction_is_measured_on_the_placement(cpu_devices):
 
 
 @pytest.mark.parametrize("concurrent, gains", [(0.0105, True), (0.0190, False)])
-def test_the_line_follows_the_prediction(monkeypatch, cpu_devices, concurrent, gains):
+def test_the_line_follows_the_prediction(monkeypatch, cpu_devices, concurrent, gains, mlp):
     calls = _fixed(monkeypatch, [0.01, 0.002, 0.004, 0.004],
                    block_parallel.OverlapProfile((0.012, 0.008), concurrent))
     strategy = distribute.BlockParallel(cpu_devices[:2], jit_compile=True)
     with strategy.scope():
-        _mlp(num_blocks=4)
+        mlp(num_blocks=4)
     # Balanced: block 1 (0.01) alone, blocks 2-4 (0.01) on the second device.
     assert strategy.placement == [cpu_devices[0]] + [cpu_devices[1]] * 3
     assert calls == [(strategy.placement, True)]  # Timed compiled, as it trains.
@@ -94,31 +83,30 @@ def test_the_line_follows_the_prediction(monkeypatch, cpu_devices, concurrent, g
     assert line.endswith(advice if not gains else "2.00x)")
 
 
-def test_no_prediction_without_measured_costs(monkeypatch, cpu_devices):
+def test_no_prediction_without_measured_costs(monkeypatch, cpu_devices, mlp):
     calls = _fixed(monkeypatch, [0.01, 0.01], None)
     for options in (dict(placement=[0, 1]), dict(pipeline=False), dict(predict=False)):
         strategy = distribute.BlockParallel(cpu_devices[:2], **options)
         with strategy.scope():
-            _mlp()
+            mlp(num_blocks=2)
         assert strategy.overlap_profile is None and strategy.predicted_speedup is None
         assert strategy.predicts_gain is None
         assert "predicted" not in strategy.describe()
     assert calls == []
     strategy = distribute.BlockParallel(cpu_devices[:1])  # One device: nothing to overlap.
     with strategy.scope():
-        _mlp()
+        mlp(num_blocks=2)
     assert strategy.overlap_profile is None
 
 
 @pytest.mark.slow
-def test_train_start_up_line_points_to_ray_when_no_gain(monkeypatch, capsys, tmp_path):
+def test_train_start_up_line_points_to_ray_when_no_gain(monkeypatch, capsys, tmp_path,
+                                                         digits_config):
     _fixed(monkeypatch, [0.01, 0.01],
            block_parallel.OverlapProfile((0.010, 0.010), 0.019))
-    config = load_config_module(os.path.join(ROOT, "configs", "digits.py")).get_config()
-    for key, value in dict(distribute="blocks", num_devices=2, epochs=1, export=False,
+    config = digits_config(distribute="blocks", num_devices=2, epochs=1, export=False,
                            max_train_examples=64, max_test_examples=64,
-                           eval_exits=False, jit_compile=False).items():
-        setattr(config, key, value)
+                           eval_exits=False, jit_compile=False)
     train_lib.train_and_evaluate(config, str(tmp_path / "run"), verbose=0)
     lines = [line for line in capsys.readouterr().out.splitlines()
              if line.startswith("BlockParallel:")]

@@ -23,17 +23,13 @@ from al_keras.distribute import pipeline_simulator
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _mlp(num_blocks=4, hidden_units=32, label_units=16):
-    return al_keras.models.get(
-        "mlp", input_shape=(64,), num_classes=10, hidden_units=hidden_units,
-        label_units=label_units, num_blocks=num_blocks)
-
-
-def _placed_mlp(devices, placement, pipeline=True, jit_compile=True, **options):
+def _placed_mlp(mlp, devices, placement, pipeline=True, jit_compile=True, num_blocks=4,
+                **options):
+    """`mlp` (the conftest fixture) of `num_blocks` blocks, placed and compiled."""
     strategy = distribute.BlockParallel(devices, placement=placement,
                                         pipeline=pipeline, jit_compile=jit_compile)
     with strategy.scope():
-        model = _mlp(**options)
+        model = mlp(num_blocks=num_blocks, **options)
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       metrics=["accuracy"])
     return strategy, model
@@ -46,9 +42,9 @@ def _device_index(name):
 # ---------------------------------------------------------------- placement
 @pytest.mark.slow
 def test_block_variables_and_optimizer_slots_live_on_their_device(
-        digits, cpu_devices):
+        digits, cpu_devices, mlp):
     (x, y), _ = digits
-    strategy, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
+    strategy, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3])
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     assert strategy.placement == cpu_devices
     for i, block in enumerate(model.blocks):
@@ -58,13 +54,13 @@ def test_block_variables_and_optimizer_slots_live_on_their_device(
         assert len(optimizer_variables) == 4 + 2 * len(block.trainable_weights)
         for variable in block.weights + optimizer_variables:
             assert _device_index(variable.value.device) == i, variable.path
-    for k, boundary in enumerate(model._placement.holder.boundaries):
+    for k, boundary in enumerate(strategy.placement_state(model).holder.boundaries):
         for buffer in boundary.values():
             assert _device_index(buffer.device) == k + 1
 
 
 def _traced_step(model):
-    step = tf.function(lambda x, y: model.train_step((x, y)))
+    step = tf.function(lambda x, y: model.executor.train_step(model, (x, y)))
     return step.get_concrete_function(
         tf.TensorSpec([None, 64]), tf.TensorSpec([None], tf.int32)
     ).graph.as_graph_def()
@@ -104,9 +100,9 @@ def _check_block_ops(nodes, functions, block_index, jit_compile):
 @pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_pipelined_step_runs_each_blocks_ops_on_its_device(
-        jit_compile, digits, cpu_devices):
+        jit_compile, digits, cpu_devices, mlp):
     (x, y), _ = digits
-    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], jit_compile=jit_compile)
+    _, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3], jit_compile=jit_compile)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     graph = _traced_step(model)
     # Each block's whole local step is a branch of its `block_<i>/cond`.
@@ -129,9 +125,9 @@ def test_pipelined_step_runs_each_blocks_ops_on_its_device(
 @pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_placed_sequential_step_runs_each_blocks_ops_on_its_device(
-        jit_compile, digits, cpu_devices):
+        jit_compile, digits, cpu_devices, mlp):
     (x, y), _ = digits
-    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], pipeline=False,
+    _, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3], pipeline=False,
                            jit_compile=jit_compile)
     model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
     graph = _traced_step(model)
@@ -150,16 +146,16 @@ def test_placed_sequential_step_runs_each_blocks_ops_on_its_device(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [False, True])
-def test_compiled_placed_step_equals_the_uncompiled_one(pipeline, digits, cpu_devices):
+def test_compiled_placed_step_equals_the_uncompiled_one(pipeline, digits, cpu_devices, mlp):
     """Each block's step XLA-compiled for its own device (4 logical CPU
     devices) trains as the uncompiled placed step does."""
     (x, y), _ = digits
     runs = {}
     for jit_compile in (False, True):
         keras.utils.set_random_seed(7)
-        _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3], pipeline=pipeline,
+        _, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3], pipeline=pipeline,
                                jit_compile=jit_compile)
-        assert model._placement.jit_blocks is jit_compile
+        assert model.executor.placement_state(model).jit_blocks is jit_compile
         assert model.jit_compile is False  # The step around the blocks.
         history = model.fit(x[:320], y[:320], batch_size=32, epochs=2,
                             shuffle=False, verbose=0).history
@@ -197,18 +193,18 @@ def test_auto_placement_balances_measured_block_costs(cpu_devices):
     assert strategy.activation_bytes == [4 * (4096 + 8)] + [4 * (8 + 8)] * 3
 
 
-def test_placement_errors_name_the_problem(cpu_devices):
+def test_placement_errors_name_the_problem(cpu_devices, mlp):
     with pytest.raises(ValueError, match="names devices \\[7\\]"):
         distribute.BlockParallel(cpu_devices, placement=[0, 7])
     strategy = distribute.BlockParallel(cpu_devices, placement=[0, 1])
     with pytest.raises(ValueError, match="2 entries but the model has 4"):
         with strategy.scope():
-            _mlp(num_blocks=4)
+            mlp(num_blocks=4)
     with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
         distribute.BlockParallel(cpu_devices, jit_compile="yes")
     strategy = distribute.BlockParallel(cpu_devices, placement=[0, 1])
     with strategy.scope():
-        model = _mlp(num_blocks=2)
+        model = mlp(num_blocks=2)
         with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
             model.compile(optimizer="adam", jit_compile=1)
     with tf.distribute.MirroredStrategy(cpu_devices[:2]).scope():
@@ -217,7 +213,7 @@ def test_placement_errors_name_the_problem(cpu_devices):
 
 
 # ----------------------------------------------------------------- pipeline
-def test_blocks_compile_on_gpus_and_not_on_cpu_devices_by_default(cpu_devices):
+def test_blocks_compile_on_gpus_and_not_on_cpu_devices_by_default(cpu_devices, mlp):
     """XLA steps on CPU devices take turns; uncompiled they overlap and train
     faster (docs/several-devices.md), so "auto" compiles on GPUs only."""
     assert distribute.BlockParallel(cpu_devices[:2]).jit_compile is False
@@ -225,11 +221,11 @@ def test_blocks_compile_on_gpus_and_not_on_cpu_devices_by_default(cpu_devices):
     assert distribute.BlockParallel(cpu_devices[:2], jit_compile=True).jit_compile is True
     strategy = distribute.BlockParallel(cpu_devices[:2], placement=[0, 1])
     with strategy.scope():
-        model = _mlp(num_blocks=2)
+        model = mlp(num_blocks=2)
         model.compile(optimizer="adam")  # Keras' "auto": the strategy's.
-        assert model._placement.jit_blocks is False
+        assert strategy.placement_state(model).jit_blocks is False
         model.compile(optimizer="adam", jit_compile=True)
-        assert model._placement.jit_blocks is True
+        assert strategy.placement_state(model).jit_blocks is True
         assert model.get_compile_config()["jit_compile"] is True
 
 
@@ -284,16 +280,16 @@ def test_split_gpu_without_its_memory_size_is_one_clear_error(monkeypatch):
 
 
 @pytest.mark.slow
-def test_pipelined_fit_computes_what_sequential_fit_computes(digits, cpu_devices):
+def test_pipelined_fit_computes_what_sequential_fit_computes(digits, cpu_devices, mlp):
     (x, y), (x_test, y_test) = digits
     x, y = x[:1013], y[:1013]  # 31 batches of 32 and one of 21
-    options = dict(hidden_units=64, label_units=32)
-    sequential = _mlp(**options)
+    options = dict(num_blocks=4, hidden_units=64, label_units=32)
+    sequential = mlp(**options)
     sequential.compile(optimizer=keras.optimizers.Adam(3e-3),
                        metrics=["accuracy"])
     strategy = distribute.BlockParallel(cpu_devices)
     with strategy.scope():
-        pipelined = _mlp(**options)
+        pipelined = mlp(**options)
         pipelined.compile(optimizer=keras.optimizers.Adam(3e-3),
                           metrics=["accuracy"])
     pipelined.set_weights(sequential.get_weights())
@@ -373,9 +369,9 @@ def test_pipeline_trains_every_example_in_every_block_once_per_epoch(
 
 
 @pytest.mark.slow
-def test_pipeline_drains_when_training_stops_early(digits, cpu_devices):
+def test_pipeline_drains_when_training_stops_early(digits, cpu_devices, mlp):
     (x, y), _ = digits
-    strategy, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
+    strategy, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3])
 
     class StopAfterThreeBatches(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -389,12 +385,12 @@ def test_pipeline_drains_when_training_stops_early(digits, cpu_devices):
 
 # ------------------------------------------------------------ tf.distribute
 @pytest.mark.slow
-def test_mirrored_step_equals_single_device_step(digits, cpu_devices):
+def test_mirrored_step_equals_single_device_step(digits, cpu_devices, mlp):
     (x, y), _ = digits
     x, y = x[:64], y[:64]
 
     def make():
-        model = _mlp(num_blocks=2, hidden_units=64, label_units=32)
+        model = mlp(num_blocks=2, hidden_units=64, label_units=32)
         model.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"])
         return model
 
@@ -464,9 +460,9 @@ def test_multi_worker_mirrored_two_local_workers_agree(tmp_path):
 # ------------------------------------------------------------------- saving
 @pytest.mark.slow
 def test_placed_model_saved_as_keras_predicts_the_same_on_one_device(
-        digits, cpu_devices, tmp_path):
+        digits, cpu_devices, tmp_path, mlp):
     (x, y), (x_test, _) = digits
-    _, model = _placed_mlp(cpu_devices, [0, 1, 2, 3])
+    _, model = _placed_mlp(mlp, cpu_devices, [0, 1, 2, 3])
     model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)
     path = tmp_path / "placed.keras"
     model.save(path)

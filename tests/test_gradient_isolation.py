@@ -32,6 +32,7 @@ def _owners(model):
     return owners
 
 
+@pytest.mark.tensorflow_only
 def test_each_local_loss_reaches_only_its_own_part():
     model = _three_block_model()
     x, y = _batch()
@@ -73,6 +74,7 @@ def test_one_fit_step_moves_only_the_block_whose_loss_is_nonzero(only_block):
         assert moved == (owners[id(v)][0] == only_block), v.path
 
 
+@pytest.mark.tensorflow_only
 def test_train_step_raises_when_a_part_has_no_gradient():
     class Unused(keras.layers.Layer):
         def build(self, shape):

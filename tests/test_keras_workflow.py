@@ -71,7 +71,9 @@ def test_fit_with_the_usual_callbacks_then_resume(method, digits, tmp_path):
     best = keras.models.load_model(tmp_path / "best.keras")
     assert type(best) is type(resumed)
     logs = best.evaluate(x_test, y_test, verbose=0, return_dict=True)
-    assert 0.0 <= logs["accuracy"] <= 1.0 and np.isfinite(logs["loss"])
+    # 4 epochs on 461 examples learn (measured: AL 0.60, BP 0.53; over seeds 0-4
+    # AL 0.60-0.76, BP 0.40-0.50); chance is 0.1.
+    assert logs["accuracy"] > 0.3 and np.isfinite(logs["loss"]), logs
 
 
 def _summary_number(text, what):

@@ -46,6 +46,7 @@ BEFORE = {
 }
 
 
+@pytest.mark.tensorflow_only  # The numbers were measured on TensorFlow.
 @pytest.mark.parametrize("output_loss", sorted(BEFORE))
 def test_original_settings_train_exactly_as_the_previous_default(output_loss):
     options = {"original": True, "output_loss": output_loss}

@@ -122,28 +122,36 @@ def test_light_bridges_pool_and_narrow_and_the_bp_twin_mirrors_them():
     assert light.predict(x, verbose=0).shape == (3, 10)
 
 
-def _mlp(num_classes=3, **options):
-    return al_keras.models.get("mlp", input_shape=(8,), num_classes=num_classes, **options)
-
-
 @pytest.mark.parametrize("call, message", [
     (lambda: al_keras.models.get("vgg99", input_shape=(8,), num_classes=3),
      "Unknown model 'vgg99'"),
-    (lambda: _mlp(method="dfa"), "Unknown method 'dfa'"),
-    (lambda: _mlp(widht=3), r"Unknown option\(s\) \['widht'\]"),
-    (lambda: _mlp(method="bp", output_loss="mse"), "output_loss"),
     (lambda: al_keras.models.get("cnn", input_shape=(64,), num_classes=3), "image inputs"),
     (lambda: al_keras.models.get("vgg", input_shape=(8, 8, 3), num_classes=3), "at least 16x16"),
     (lambda: al_keras.models.get("resnet20", input_shape=(8, 8, 3), num_classes=3, depth=21),
      "6k \\+ 2"),
-    (lambda: _mlp(num_blocks=0), "num_blocks"),
-    (lambda: _mlp(num_classes=1), "num_classes"),
-    (lambda: _mlp(activation="gelu"), "activation"),
-    (lambda: _mlp(loss_weights=[1.0]), "loss_weights"),
 ])
 def test_bad_builder_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# The zoo's own MLP sizes (None: the builder's default) on 8 features, 3 classes.
+_ZOO_MLP = dict(input_shape=(8,), num_classes=3, num_blocks=None, hidden_units=None,
+                label_units=None)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(method="dfa"), "Unknown method 'dfa'"),
+    (dict(widht=3), r"Unknown option\(s\) \['widht'\]"),
+    (dict(method="bp", output_loss="mse"), "output_loss"),
+    (dict(num_blocks=0), "num_blocks"),
+    (dict(num_classes=1), "num_classes"),
+    (dict(activation="gelu"), "activation"),
+    (dict(loss_weights=[1.0]), "loss_weights"),
+])
+def test_bad_mlp_arguments_are_named(options, message, mlp):
+    with pytest.raises(ValueError, match=message):
+        mlp(**{**_ZOO_MLP, **options})
 
 
 @pytest.mark.parametrize("options, expected", [

@@ -105,8 +105,9 @@ def test_mixed_precision_with_placement_trains_in_the_float32_band(
             values = [float(s.numpy()) for s in scales]
             assert all(np.isfinite(v) and v >= 1 for v in values), values
         if engine == "blocks":
-            assert model._placement.jit_blocks is True
-            boundary = model._placement.holder.boundaries[0]
+            state = model.executor.placement_state(model)
+            assert state.jit_blocks is True
+            boundary = state.holder.boundaries[0]
             assert boundary["s"].dtype == COMPUTE[policy]
             assert boundary["t"].dtype == COMPUTE[policy]
             for index in (0, 1):

@@ -16,8 +16,10 @@ def test_quickstart_writes_models_exports_and_results(tmp_path):
     assert saved == json.loads(json.dumps(results))
     assert set(saved) == {"al", "bp"}
     assert len(saved["al"]["exit_test_accuracy"]) == 2
+    assert all(a > 0.8 for a in saved["al"]["exit_test_accuracy"]), saved["al"]  # 0.939, 0.936
+    # Two epochs learn digits (measured: AL 0.936, BP 0.961); chance is 0.1.
     for method in ("al", "bp"):
-        assert 0.0 <= saved[method]["test_accuracy"] <= 1.0
+        assert saved[method]["test_accuracy"] > 0.8, (method, saved[method])
         assert (tmp_path / f"{method}_saved_model" / "saved_model.pb").exists()
     reloaded = keras.models.load_model(tmp_path / "al.keras")
     assert isinstance(reloaded, al_keras.ALModel)

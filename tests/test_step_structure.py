@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import al_keras
-from al_keras.core import local_training
+from al_keras.core.trainers import tensorflow as tf_trainer
 
 _GRADIENT_TYPES = {"MatMul", "Conv2DBackpropFilter", "Conv2DBackpropInput"}
 _FORWARD_TYPES = {"MatMul", "Conv2D"}
@@ -112,7 +112,7 @@ def test_traced_step_starts_a_block_after_the_previous_blocks_gradients():
 
 @pytest.mark.slow
 def test_the_ordering_check_sees_a_step_without_the_ordering(monkeypatch):
-    monkeypatch.setattr(local_training, "_after", lambda tensors, value: value)
+    monkeypatch.setattr(tf_trainer, "_after", lambda tensors, value: value)
     model = _model()
     graph = _traced_graph(model)
     assert not any(_blocks_wait_for_previous_gradients(graph, model.num_blocks))

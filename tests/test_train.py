@@ -15,25 +15,17 @@ import tensorflow as tf
 
 import al_keras
 from al_keras.training import runs, train_lib
-from test_configs import load_config_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _digits_config(arg=None, **changes):
-    config = load_config_module("digits").get_config(arg)
-    for key, value in changes.items():
-        setattr(config, key, value)
-    return config
-
-
 @pytest.mark.slow
-def test_train_and_evaluate_writes_every_output(tmp_path):
+def test_train_and_evaluate_writes_every_output(tmp_path, digits_config):
     workdir = str(tmp_path / "run")
     # 300 held out: with them a drop of 3 points can be vouched for (half a
     # point cannot: the bound keeps the full path).
     results = train_lib.train_and_evaluate(
-        _digits_config(validation_examples=300, max_exit_accuracy_drop=0.03), workdir,
+        digits_config(validation_examples=300, max_exit_accuracy_drop=0.03), workdir,
         verbose=0)
     assert results["test_accuracy"] >= 0.95 and results["num_train"] == 1438 - 300
     for name in ("config.json", "metrics.csv", "results.json", "curves.png",
@@ -68,7 +60,7 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
 
     # The report over this run and a BP run.
     bp_dir = str(tmp_path / "bp")
-    train_lib.train_and_evaluate(_digits_config("method=bp", epochs=3), bp_dir, verbose=0)
+    train_lib.train_and_evaluate(digits_config("method=bp", epochs=3), bp_dir, verbose=0)
     table = runs.markdown_table([runs.load_run(workdir), runs.load_run(bp_dir)])
     assert table.count("\n") == 3 and "| run | al | digits | mlp | 15 |" in table
     out = tmp_path / "report.png"
@@ -82,11 +74,11 @@ def test_train_and_evaluate_writes_every_output(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_workdir_of_another_config_is_refused(tmp_path):
+def test_a_workdir_of_another_config_is_refused(tmp_path, digits_config):
     workdir = str(tmp_path / "run")
-    train_lib.train_and_evaluate(_digits_config(epochs=1, export=False), workdir, verbose=0)
+    train_lib.train_and_evaluate(digits_config(epochs=1, export=False), workdir, verbose=0)
     with pytest.raises(ValueError, match=r"another config \(differing keys: \['lr'\]\)"):
-        train_lib.train_and_evaluate(_digits_config(epochs=1, export=False, lr=0.5),
+        train_lib.train_and_evaluate(digits_config(epochs=1, export=False, lr=0.5),
                                       workdir, verbose=0)
 
 
@@ -128,16 +120,16 @@ def test_ctrl_c_stops_train_py_with_one_line_and_it_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path):
+def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path, digits_config):
     # conftest.py has split the CPU into 4 devices; 2 are used.
     config = dict(jit_compile=False, num_devices=2, export=False)  # 15 epochs
     single = train_lib.train_and_evaluate(
-        _digits_config(**config), str(tmp_path / "none"), verbose=0)
+        digits_config(**config), str(tmp_path / "none"), verbose=0)
     blocks = train_lib.train_and_evaluate(
-        _digits_config(distribute="blocks", placement="0,1", **config),
+        digits_config(distribute="blocks", placement="0,1", **config),
         str(tmp_path / "blocks"), verbose=0)
     mirrored = train_lib.train_and_evaluate(
-        _digits_config(distribute="mirrored", **config),
+        digits_config(distribute="mirrored", **config),
         str(tmp_path / "mirrored"), verbose=0)
     assert blocks["placement"] == ["/device:CPU:0", "/device:CPU:1"]
     assert blocks["examples_trained_per_block"] == [15 * single["num_train"]] * 2
@@ -148,14 +140,14 @@ def test_distributed_runs_train_to_the_accuracy_of_a_single_device_run(tmp_path)
     assert single["test_accuracy"] > 0.95
 
 
-def test_switching_method_without_the_argument_is_explained():
-    config = _digits_config(method="bp")
+def test_switching_method_without_the_argument_is_explained(digits_config):
+    config = digits_config(method="bp")
     with pytest.raises(ValueError, match="Unknown option.*configs/digits.py:model=cnn,method=bp"):
         train_lib.train_and_evaluate(config, "/nonexistent/never/created")
 
 
-def test_every_model_option_is_a_config_key_and_overridable():
-    config = load_config_module("digits").get_config()
+def test_every_model_option_is_a_config_key_and_overridable(digits_config):
+    config = digits_config()
     options = config.model_options
     assert set(options) == set(al_keras.models.check_options("mlp", "al", {}))
     assert options.kernel_regularizer is None
@@ -179,28 +171,28 @@ def test_truncate_metrics_and_checkpoint_listing(tmp_path):
 
 
 @pytest.mark.parametrize("jit", [True, False])
-def test_jit_compile_key_reaches_compile(jit):
-    config = _digits_config(jit_compile=jit)
+def test_jit_compile_key_reaches_compile(jit, digits_config):
+    config = digits_config(jit_compile=jit)
     model = al_keras.models.get("mlp", input_shape=(8, 8, 1), num_classes=10,
                                 **config.model_options.to_dict())
     train_lib._compile(model, config, steps_per_epoch=10)
     assert model.jit_compile is jit
 
 
-def test_a_workdir_from_before_original_existed_resumes_with_original(tmp_path):
+def test_a_workdir_from_before_original_existed_resumes_with_original(tmp_path, digits_config):
     """Its config.json has the paper's sigmoid and no `original`: the `original`
     config resumes it (completing the file), the default names the word."""
     workdir = str(tmp_path / "old")
     os.makedirs(workdir)
-    old = json.loads(_digits_config("original").to_json())
+    old = json.loads(digits_config("original").to_json())
     del old["model_options"]["original"]
     old["model_options"]["activation"] = "sigmoid"
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(old, f)
     with pytest.raises(ValueError, match=r"differing keys: \['model_options'\]\).*add "
                        r"`original` to the config argument"):
-        train_lib._prepare_workdir(workdir, _digits_config())
-    train_lib._prepare_workdir(workdir, _digits_config("original"))
+        train_lib._prepare_workdir(workdir, digits_config())
+    train_lib._prepare_workdir(workdir, digits_config("original"))
     with open(os.path.join(workdir, "config.json")) as f:
         completed = json.load(f)
-    assert completed == json.loads(_digits_config("original").to_json())
+    assert completed == json.loads(digits_config("original").to_json())

@@ -3,7 +3,9 @@
 * `layers.py` -- g (`LabelEncoder`), b (`Bridge`), h (`LabelDecoder`),
   `FeaturePooling`; `block.py` -- `AssociatedBlock`, one block's f, g, b, h.
 * `al_model.py` -- `ALModel`: construction, compile, the block optimizers;
-  `local_training.py` -- its training step (one tape per local loss);
+  `step.py` -- the block step (the paper's math, `keras.ops`);
+  `trainers/` -- its training step per backend (TensorFlow tapes, JAX
+  `value_and_grad`); `executor.py` -- the seam to `distribute`;
   `exits.py` -- inference, exits, export; `keras_compat.py` -- Keras and
   tf.distribute workarounds.
 * `bp_model.py` -- `BPModel`, trained end to end.

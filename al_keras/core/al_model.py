@@ -1,38 +1,39 @@
 """`ALModel`: a Keras model trained by Associated Learning.
 
-The class is put together from its seams: construction, compile and the
-block optimizers here; the training step in `local_training.py`; inference
-and exits in `exits.py`; Keras / tf.distribute workarounds in
-`keras_compat.py`; the data checks of fit/evaluate/predict in
-`input_checks.py`.
+The class is put together from its seams: construction, compile, the
+block optimizers and the local losses (`step.py`, the paper's math) here;
+the training step in the trainer of the Keras backend (`trainers/`:
+TensorFlow tapes, JAX `value_and_grad`); inference and exits in `exits.py`;
+Keras workarounds in `keras_compat.py`; the data checks of
+fit/evaluate/predict in `input_checks.py`; what runs the step (plain, or a
+`distribute` executor) through `executor.py`.
 """
 
 import numbers
 
 import keras
-import tensorflow as tf
 
-from al_keras import distribute as distribute_lib
 from al_keras.core import (
     early_exit,
     epoch_steps,
     input_checks,
     keras_compat,
-    local_training,
     nonfinite,
 )
+from al_keras.core import executor as executor_lib
 from al_keras.core import exits as exits_lib
 from al_keras.core import labels as labels_lib
 from al_keras.core import optimizers as optimizers_lib
 from al_keras.core import sequence as sequence_lib
+from al_keras.core import step as step_lib
 from al_keras.core.block import AssociatedBlock
-from al_keras.distribute import pipeline as pipeline_lib
+from al_keras.core.trainers import Trainer
 
-OUTPUT_LOSSES = ("mse", "categorical_crossentropy")
+OUTPUT_LOSSES = step_lib.OUTPUT_LOSSES
 
 
 @keras.saving.register_keras_serializable(package="al_keras")
-class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
+class ALModel(Trainer, exits_lib.ExitsMixin,
               epoch_steps.ExactEpochStepsMixin, keras_compat.KerasWorkaroundsMixin,
               input_checks.CheckedDataMixin, keras.Model):
     """A classifier made of `AssociatedBlock`s, trained by Associated Learning.
@@ -46,7 +47,8 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
     * the **associated loss** `assoc_loss_i = MSE(b_i(s_i), stop_gradient(t_i))`
       with `s_i = f_i(stop_gradient(s_{i-1}))` trains only `f_i` and `b_i`.
 
-    Each loss has its own `tf.GradientTape` and its own optimizer, cloned from
+    Each loss has its own gradient (a `tf.GradientTape` on TensorFlow, a
+    `jax.value_and_grad` on JAX) and its own optimizer, cloned from
     the optimizer given to `compile()`; auto-encoder optimizers run at
     `ae_lr_multiplier` times its learning rate (2, as in the original code).
     `model.optimizer` stays the one you passed: its learning rate (a float
@@ -71,9 +73,10 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
     exit.
 
     Several devices: a model created under
-    `al_keras.distribute.BlockParallel(...).scope()` has each block on its
-    own device and, by default, trains the blocks at the same time in a
-    pipelined step; under a `tf.distribute` strategy (`MirroredStrategy`,
+    `al_keras.distribute.BlockParallel(...).scope()` (or `RayPipeline`) is
+    trained by that executor, which places each block on its own device
+    and, by default, trains the blocks at the same time in a pipelined
+    step; under a `tf.distribute` strategy (`MirroredStrategy`,
     `MultiWorkerMirroredStrategy`) each block's gradients are all-reduced
     over the replicas.  See `al_keras.distribute`.
 
@@ -208,22 +211,34 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         self._active_exit = None
         # Compiled functions per exit: predict/test, and evaluate_exits'.
         self._exit_functions = keras_compat.Untracked({})
-        # The BlockParallel strategy whose scope the model is created in.
-        self._placement = pipeline_lib.PlacementState(
-            distribute_lib.current_block_parallel())
+        # The executor (BlockParallel, RayPipeline) whose scope the model is
+        # made in: it runs the training step.
+        self._executor = keras_compat.Untracked(executor_lib.current())
 
     @property
     def num_blocks(self):
         return len(self.blocks)
 
+    @property
+    def executor(self):
+        """The `al_keras.core.executor.Executor` whose scope the model was
+        made in (`BlockParallel`, `RayPipeline`), or None."""
+        return self._executor.value
+
+    def block_device(self, index):
+        """The context in which block `index`'s variables and ops live (its
+        executor's device for it; a no-op without one)."""
+        if self.executor is None:
+            return executor_lib.Executor().device(self, index)
+        return self.executor.device(self, index)
+
     def build(self, input_shape):
         shape = tuple(input_shape)
-        strategy = self._placement.strategy
-        if strategy is not None:
-            self._placement.devices = strategy.place(self, shape)
+        if self.executor is not None:
+            self.executor.build(self, shape)
         for index, block in enumerate(self.blocks):
             if not block.built:
-                with self._placement.device(index):
+                with self.block_device(index):
                     block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
         if getattr(self, "compiled", False):
@@ -245,7 +260,8 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         two per block and batch, skipped in the epoch; not under a data-parallel
         strategy, whose all-reduced updates cannot be skipped by one replica).
         """
-        nonfinite.check_mode(on_nonfinite_loss, self.distribute_strategy)
+        nonfinite.check_mode(on_nonfinite_loss,
+                             getattr(self, "distribute_strategy", None))
         if loss is not None:
             raise ValueError(
                 "ALModel trains with its own local losses; leave `loss` unset "
@@ -257,20 +273,16 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
                 "compile(loss_weights=...) is not used by ALModel; give "
                 "per-block weights as ALModel(loss_weights=[...])."
             )
-        block_jit = None
-        if self._placement.places_devices:
-            # XLA compiles for one device: each block's local step is
-            # compiled for its own device, inside a step that is not.
-            block_jit = self._placement.block_jit_compile(
-                kwargs.get("jit_compile", "auto"))
-            kwargs["jit_compile"] = False
+        requested = dict(kwargs)
+        if self.executor is not None:
+            kwargs = self.executor.compile(self, dict(kwargs))
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
-        self._compile_config.config["on_nonfinite_loss"] = on_nonfinite_loss
-        self._placement.jit_blocks = block_jit
-        self._placement.reset_functions()
-        if block_jit is not None:
-            self._compile_config.config["jit_compile"] = block_jit
+        keras_compat.compile_config(self)["on_nonfinite_loss"] = on_nonfinite_loss
+        if "jit_compile" in requested:  # As asked, not as the executor runs it.
+            keras_compat.compile_config(self)["jit_compile"] = requested["jit_compile"]
+        if self.executor is not None:
+            self.executor.compiled(self)
         self.assoc_optimizers = []
         self.ae_optimizers = []
         self._exit_functions = keras_compat.Untracked({})
@@ -287,7 +299,12 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
         Built eagerly (not lazily in the first step) so that `.keras` reloads
         restore their state and distribution strategies see their variables.
         """
-        with tf.init_scope():  # Eagerly, also when built in a traced step.
+        if keras_compat.in_stateless_scope():
+            # Keras' JAX fit builds a model symbolically in a stateless
+            # scope, where no variable may be made; built right after.
+            self._optimizers_pending = True
+            return
+        with self._eager_scope():  # Eagerly, also when built in a traced step.
             self._build_optimizers_now()
 
     def _build_optimizers_now(self):
@@ -296,7 +313,7 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             template.build([])  # It only carries the learning rate and step.
         assoc_optimizers, ae_optimizers = [], []
         for index, block in enumerate(self.blocks):
-            with self._placement.device(index):
+            with self.block_device(index):
                 assoc_opt = optimizers_lib.clone_optimizer(
                     template, 1.0, f"assoc_optimizer_{index + 1}")
                 ae_opt = optimizers_lib.clone_optimizer(
@@ -307,6 +324,87 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             ae_optimizers.append(ae_opt)
         self.assoc_optimizers = assoc_optimizers
         self.ae_optimizers = ae_optimizers
+
+    # The local losses, for every trainer and executor (`step.py`).
+    def _label_side(self, index, t_prev, sample_weight, training):
+        """Block `index`'s label side: `(t_i, weighted auto-encoder loss)`."""
+        return step_lib.label_side(
+            self.blocks[index], t_prev, sample_weight, training=training,
+            first=index == 0, output_loss=self.output_loss,
+            weight=self.loss_weights[index])
+
+    def _input_side(self, index, s_prev, t, sample_weight, training):
+        """Block `index`'s input side: `(s_i, b_i(s_i), weighted associated loss)`."""
+        return step_lib.input_side(self.blocks[index], s_prev, t, sample_weight,
+                                   training=training, weight=self.loss_weights[index])
+
+    def local_losses(self, x, y, sample_weight=None, training=False):
+        """Every block's local losses on one batch, computed as `fit` does.
+
+        Args:
+            x: input batch.
+            y: labels (class ids or one-hot).
+            sample_weight: optional per-example weights.
+            training: bool, passed to the layers.
+
+        Returns:
+            `(assoc_losses, ae_losses, predictions)`: lists with one entry per
+            block: the weighted associated and auto-encoder losses (scalars,
+            float32) and the bridge outputs `b_i(s_i)`.
+        """
+        t, s = self.targets(y), x
+        assoc_losses, ae_losses, predictions = [], [], []
+        for index in range(self.num_blocks):
+            t, ae_loss = self._label_side(index, t, sample_weight, training)
+            s, prediction, assoc_loss = self._input_side(
+                index, s, t, sample_weight, training)
+            assoc_losses.append(assoc_loss)
+            ae_losses.append(ae_loss)
+            predictions.append(prediction)
+        return assoc_losses, ae_losses, predictions
+
+    def targets(self, y):
+        """One-hot targets `t_0` of labels `y` (class ids or one-hot rows).
+        The in-step range check is left out where it cannot run (under XLA,
+        on JAX): fit and evaluate check the data before."""
+        return labels_lib.to_one_hot(y, self.num_classes,
+                                     validate=not self.jit_compile)
+
+    def record_losses(self, assoc_losses, ae_losses, weights=None, applied=None):
+        """Updates the per-block loss trackers (`weights`: one per block).
+
+        `applied`: with `on_nonfinite_loss="skip"`, per block whether its
+        associated and its auto-encoder update were made (a bool pair); a
+        skipped update's loss is left out of its mean and counted in
+        `skipped_updates`.
+        """
+        ops = keras.ops
+        weights = weights or [None] * self.num_blocks
+        assoc_weights = ae_weights = weights
+        if applied is not None:
+            assoc_applied = [a[0] for a in applied]
+            ae_applied = [a[1] for a in applied]
+            assoc_losses, assoc_weights = _kept(assoc_losses, weights, assoc_applied)
+            ae_losses, ae_weights = _kept(ae_losses, weights, ae_applied)
+            self.skipped_updates_tracker.update_state(ops.sum(
+                1.0 - ops.cast(ops.stack(assoc_applied + ae_applied), "float32")))
+        for tracker, value, weight in zip(
+                self.assoc_loss_trackers, assoc_losses, assoc_weights):
+            tracker.update_state(value, sample_weight=weight)
+        for tracker, value, weight in zip(
+                self.ae_loss_trackers, ae_losses, ae_weights):
+            tracker.update_state(value, sample_weight=weight)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`; a non-finite local loss stops it (see `compile`),
+        and the model's executor adds its own callbacks (a pipeline drains
+        after each epoch; a `RayPipeline`'s stage processes train)."""
+        callbacks = list(callbacks or [])
+        if self.executor is not None:
+            callbacks = list(self.executor.fit_callbacks(self)) + callbacks
+        if self.on_nonfinite_loss == "stop":
+            callbacks.insert(0, nonfinite.StopOnNonFiniteLoss())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     @property
     def metrics(self):
@@ -364,6 +462,13 @@ class ALModel(local_training.LocalTrainingMixin, exits_lib.ExitsMixin,
             for b in config["blocks"]
         ]
         return cls(**config)
+
+
+def _kept(losses, weights, applied):
+    """Losses and tracker weights leaving out the updates not `applied`."""
+    kept = [keras.ops.cast(a, "float32") for a in applied]
+    return ([keras.ops.where(a, v, 0.0) for a, v in zip(applied, losses)],
+            [k if w is None else w * k for k, w in zip(kept, weights)])
 
 
 def _is_number(value):

@@ -2,6 +2,7 @@
 
 import keras
 
+from al_keras.core import keras_compat
 from al_keras.core.layers import (
     _PACKAGE,
     Bridge,
@@ -214,6 +215,10 @@ class AssociatedBlock(keras.layers.Layer):
         return 0.5 if self.activation == "sigmoid" else 0.0  # Code's centre.
 
     def _encoder_kernel(self, shape=None, dtype=None):
+        if keras_compat.in_stateless_scope():
+            # A symbolic build (Keras' JAX fit) reads the initial values of
+            # variables not yet made, for their shapes only: not kept.
+            return self._orthogonal((self.target_units, self.label_units))
         if self._tied_kernel is None:
             self._tied_kernel = self._orthogonal((self.target_units, self.label_units))
         return self._tied_kernel

@@ -3,7 +3,6 @@
 import keras
 
 from al_keras.core import epoch_steps, input_checks, keras_compat, nonfinite
-from al_keras.core import export as export_lib
 from al_keras.core import sequence as sequence_lib
 from al_keras.core.labels import ClassificationCrossentropy, check_num_classes
 from al_keras.core.layers import FeaturePooling
@@ -181,6 +180,8 @@ class BPModel(epoch_steps.ExactEpochStepsMixin, input_checks.CheckedDataMixin,
     def export(self, filepath, format="tf_saved_model", verbose=None,
                input_signature=None, overwrite=False, **kwargs):
         """Writes a SavedModel (`serving_default` -> `{"probabilities"}`)."""
+        from al_keras.core import export as export_lib  # It needs TensorFlow.
+
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose,
                                   input_signature=input_signature, **kwargs)

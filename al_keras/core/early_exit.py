@@ -29,8 +29,9 @@ and the `adaptive` / `adaptive_threshold` signatures of `ALModel.export`.
 import dataclasses
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from al_keras.core import input_checks
 
@@ -101,11 +102,21 @@ def _check_flops(model, caller, flops):
 
 def confidence(probabilities, measure="max_prob"):
     """Confidence of each row of class probabilities `(batch, classes)`."""
-    probabilities = tf.cast(probabilities, tf.float32)
+    probabilities = ops.cast(probabilities, "float32")
     if measure == "max_prob":
-        return tf.reduce_max(probabilities, axis=-1)
-    top = tf.math.top_k(probabilities, k=2).values
+        return ops.max(probabilities, axis=-1)
+    top = ops.top_k(probabilities, k=2)[0]
     return top[:, 0] - top[:, 1]
+
+
+def compiled(function):
+    """`function` of tensors, traced once per input signature on TensorFlow
+    (`tf.function`); as it is on other backends, where it runs eagerly."""
+    if keras.backend.backend() != "tensorflow":
+        return function
+    import tensorflow as tf
+
+    return tf.function(function, reduce_retracing=True)
 
 
 def numpy_confidence(probabilities, measure="max_prob"):
@@ -126,53 +137,55 @@ def adaptive_path(model, inputs, threshold, measure, training=False):
     Returns:
         `(probabilities (batch, classes) float32, exit (batch,) int32)`.
     """
-    batch = tf.shape(tf.nest.flatten(inputs)[0])[0]
+    batch = ops.shape(keras.tree.flatten(inputs)[0])[0]
     num_blocks = model.num_blocks
 
     def full_path():
-        return (tf.cast(model(inputs, training=training), tf.float32),
-                tf.fill([batch], tf.constant(num_blocks, tf.int32)))
+        return (ops.cast(model(inputs, training=training), "float32"),
+                ops.full((batch,), num_blocks, dtype="int32"))
 
-    if not tf.is_tensor(threshold):
+    if isinstance(threshold, (int, float)):
         if threshold > 1:
             return full_path()
         return _adaptive_blocks(model, inputs, threshold, measure, training, batch)
-    return tf.cond(threshold > 1, full_path, lambda: _adaptive_blocks(
+    return ops.cond(threshold > 1, full_path, lambda: _adaptive_blocks(
         model, inputs, threshold, measure, training, batch))
 
 
 def _adaptive_blocks(model, inputs, threshold, measure, training, batch):
-    threshold = tf.cast(threshold, tf.float32)
+    threshold = ops.cast(threshold, "float32")
     num_blocks = model.num_blocks
 
     def from_block(index, s, done, probabilities, taken):
-        with model._placement.device(index):
+        with model.block_device(index):
             s = model.blocks[index](s, training=training)
             prediction = model.blocks[index].bridge(s, training=training)
-        exit_probabilities = model._decode(prediction, index + 1)
-        leave = tf.logical_not(done)
+        exit_probabilities = model.decode(prediction, index + 1)
+        leave = ops.logical_not(done)
         if index + 1 < num_blocks:
-            leave = tf.logical_and(
+            leave = ops.logical_and(
                 leave, confidence(exit_probabilities, measure) >= threshold)
-        probabilities = tf.where(leave[:, None], exit_probabilities, probabilities)
-        taken = tf.where(leave, tf.constant(index + 1, tf.int32), taken)
-        done = tf.logical_or(done, leave)
+        probabilities = ops.where(leave[:, None], exit_probabilities, probabilities)
+        taken = ops.where(leave, ops.cast(index + 1, "int32"), taken)
+        done = ops.logical_or(done, leave)
         if index + 1 == num_blocks:
             return probabilities, taken
-        return tf.cond(tf.reduce_all(done), lambda: (probabilities, taken),
-                       lambda: from_block(index + 1, s, done, probabilities, taken))
+        return ops.cond(ops.all(done), lambda: (probabilities, taken),
+                        lambda: from_block(index + 1, s, done, probabilities, taken))
 
-    return from_block(0, inputs, tf.zeros([batch], tf.bool),
-                      tf.zeros([batch, model.num_classes], tf.float32),
-                      tf.zeros([batch], tf.int32))
+    return from_block(0, inputs, ops.zeros((batch,), "bool"),
+                      ops.zeros((batch, model.num_classes), "float32"),
+                      ops.zeros((batch,), "int32"))
 
 
 def exit_flops(model):
     """Floating-point operations per example of `model`'s inference paths.
 
-    Counted by TensorFlow's profiler on the graphs of a batch of one, with
-    the model's built input shape (a text model's recurrent loops are
-    counted as the profiler sees them: their bodies once).
+    Counted on a batch of one, with the model's built input shape: on
+    TensorFlow by its profiler on the traced graphs (a text model's
+    recurrent loops are counted as the profiler sees them: their bodies
+    once), on JAX by XLA's cost analysis of the jitted paths.  Both count
+    a multiply-add as 2; compare counts of one backend.
 
     Returns:
         `{"encoders": [F_1, ..., F_L], "exits": [E_1, ..., E_L]}`: `F_i`
@@ -180,29 +193,47 @@ def exit_flops(model):
         (`E_L` is the full path).  Exit i's head (`b_i, h_i ... h_1`) is
         `E_i - F_i`.
     """
-    from al_keras.core import export as export_lib
+    from al_keras.core import keras_compat
 
     check_model(model, "exit_flops")
-    spec = export_lib.input_spec(model)
-    spec = tf.TensorSpec((1,) + tuple(spec.shape)[1:], spec.dtype)
+    shape = keras_compat.built_input_shape(model)
+    if shape is None:
+        raise ValueError("exit_flops: build the model (call it on data, fit it, or "
+                         "model.build(shape)) first.")
+    shape = (1,) + tuple(shape)[1:]
+    vocabulary = getattr(model, "vocabulary_size", None)
+    if vocabulary and shape[-1] is None:  # The preprocessor's length.
+        length = getattr(getattr(model, "preprocessor", None),
+                         "_output_sequence_length", None)
+        shape = shape[:-1] + (length,)
+    dtype = "int32" if vocabulary else "float32"
 
     def encoders(x, depth):
         for index in range(depth):
-            with model._placement.device(index):
+            with model.block_device(index):
                 x = model.blocks[index](x, training=False)
         return x
 
     encoder_flops, exit_path_flops = [], []
     for depth in range(1, model.num_blocks + 1):
-        encoder_flops.append(_profiled_flops(lambda x: encoders(x, depth), spec))
+        encoder_flops.append(_profiled_flops(lambda x: encoders(x, depth), shape, dtype))
         exit_path_flops.append(_profiled_flops(
-            lambda x: model(x, training=False, exit=depth), spec))
+            lambda x: model(x, training=False, exit=depth), shape, dtype))
     return {"encoders": encoder_flops, "exits": exit_path_flops}
 
 
-def _profiled_flops(fn, spec):
+def _profiled_flops(fn, shape, dtype):
+    if keras.backend.backend() == "jax":
+        import jax
+
+        analysis = jax.jit(fn).lower(jax.ShapeDtypeStruct(shape, dtype)).cost_analysis()
+        if isinstance(analysis, (list, tuple)):
+            analysis = analysis[0] if analysis else {}
+        return int((analysis or {}).get("flops", 0))
+    import tensorflow as tf
     from tensorflow.python.framework import convert_to_constants
 
+    spec = tf.TensorSpec(shape, dtype)
     concrete = tf.function(fn, autograph=False).get_concrete_function(spec)
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
@@ -320,15 +351,16 @@ def _exit_outputs(model, batches, caller):
 
     all_exits = model._exit_functions.value.get("exit_outputs")
     if all_exits is None:
-        @tf.function(reduce_retracing=True)
         def all_exits(x):
-            return tf.stack(list(model.call_exits(x).values()), axis=1)
+            return ops.stack(list(model.call_exits(x).values()), axis=1)
+        all_exits = compiled(all_exits)
         model._exit_functions.value["exit_outputs"] = all_exits
 
     probabilities, labels = [], []
     for x, y in batches:
-        probabilities.append(all_exits(x).numpy())
-        labels.append(tf.argmax(labels_lib.to_one_hot(y, model.num_classes), -1).numpy())
+        probabilities.append(ops.convert_to_numpy(all_exits(x)))
+        labels.append(ops.convert_to_numpy(
+            ops.argmax(labels_lib.to_one_hot(y, model.num_classes), -1)))
     if not probabilities:
         raise input_checks.InputDataError(f"{caller}: {input_checks.EMPTY}")
     return np.concatenate(probabilities), np.concatenate(labels)

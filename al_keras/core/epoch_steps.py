@@ -18,13 +18,19 @@ A `RayPipeline` has its own train function, which clips the same way.
 `evaluate(steps=)`, `predict(steps=)` and fit's `validation_steps` read
 exactly `steps` batches of a dataset too (Keras read whole calls past them).
 
-It relies on Keras 3.15 internals: fit hands its epoch iterator to
-`_maybe_symbolic_build` first, and the iterator's `_enumerate_iterator`
-and `_steps_seen`; tests/test_steps_per_execution.py checks the result.
+The train functions that run `position.steps` steps a call are the
+trainers' (`trainers/tensorflow.py`: one traced `tf.while_loop`;
+`trainers/jax.py`: a loop over the jitted step).  It relies on Keras 3.15
+internals, named in `keras_compat.PRIVATE_NAMES`: fit hands its epoch
+iterator to `_maybe_symbolic_build` (TensorFlow) or `_symbolic_build`
+(JAX) first, and the iterator's `_enumerate_iterator` and `_steps_seen`;
+tests/test_steps_per_execution.py checks the result on both backends.
 """
 
-import tensorflow as tf
-from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+import keras
+
+from al_keras.core import keras_compat
 
 
 class _Position:
@@ -69,26 +75,44 @@ class ExactEpochStepsMixin:
     def predict(self, x, *args, steps=None, **kwargs):
         return super().predict(_taken(x, steps), *args, steps=steps, **kwargs)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras' fit hands its epoch iterator here first (evaluate, later,
-        # its own).
+    def _follow_epoch(self, iterator):
+        # Keras' fit hands its epoch iterator to its symbolic build first
+        # (evaluate, later, its own).
         position = self._epoch_position()
         if iterator is not None and position.following:
             position.following = False
             _follow(iterator, position)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        self._follow_epoch(iterator)  # TensorFlow's fit.
         return super()._maybe_symbolic_build(iterator=iterator,
                                              data_batch=data_batch)
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        if keras.backend.backend() == "jax":
+            self._follow_epoch(iterator)  # JAX's fit.
+        return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
             return self.train_function
-        self.train_function = _train_function(self, self._epoch_position())
+        self.train_function = exact_train_function(self, self.train_step)
         return self.train_function
+
+
+def exact_train_function(model, train_step):
+    """The backend's train function of `model` around `train_step`, whose
+    calls run the steps `fit`'s epoch has left (see the module doc)."""
+    if keras.backend.backend() == "tensorflow":
+        from al_keras.core.trainers import tensorflow as trainer
+    else:
+        from al_keras.core.trainers import jax as trainer
+    return trainer.train_function(model, train_step)
 
 
 def _taken(data, steps):
     """`data` cut to its first `steps` batches if it is a `tf.data.Dataset`."""
-    if steps is None or not isinstance(data, tf.data.Dataset):
+    if steps is None or not keras_compat.is_tf_dataset(data):
         return data
     return data.take(int(steps))
 
@@ -114,67 +138,3 @@ def _follow(epoch_iterator, position):
             yield first, last, iterator
 
     epoch_iterator._enumerate_iterator = clipped
-
-
-def _train_function(model, position):
-    """Keras' train function, whose calls run `position.steps` steps
-    (default `model.steps_per_execution`), or fewer where the data ends.
-
-    The steps run in one `tf.while_loop` whose bound is a tensor argument,
-    so calls of different lengths share one trace.  A step runs only on a
-    batch that was read (`get_next_as_optional`): a call on exhausted data
-    changes nothing (not even an optimizer's step count) and ends the epoch.
-    """
-
-    @tf.autograph.experimental.do_not_convert
-    def one_step_on_data(data):
-        outputs = model.distribute_strategy.run(model.train_step, args=(data,))
-        return reduce_per_replica(outputs, model.distribute_strategy,
-                                  reduction="auto")
-
-    if not model.run_eagerly:
-        one_step_on_data = tf.function(one_step_on_data, reduce_retracing=True,
-                                       jit_compile=model.jit_compile)
-    one_step = model._autoconvert_optionals(one_step_on_data)
-
-    @tf.autograph.experimental.do_not_convert
-    def multi_step_on_iterator(iterator, steps):
-        # The loop's outputs start empty; as in Keras' own loop, their spec
-        # is that of the step's outputs, known once the body is traced.
-        empty = tf.experimental.Optional.empty(None)
-
-        def more(done, outputs, inputs):
-            return tf.logical_and(done < steps, inputs.has_value())
-
-        def step(done, outputs, inputs):
-            outputs = tf.experimental.Optional.from_value(one_step(inputs.get_value()))
-            empty._element_spec = outputs.element_spec
-            # Read no batch beyond the call's last.
-            inputs = tf.cond(done + 1 < steps, iterator.get_next_as_optional,
-                             lambda: inputs)
-            return done + 1, outputs, inputs
-
-        _, outputs, _ = tf.while_loop(
-            more, step, (tf.constant(0), empty, iterator.get_next_as_optional()))
-        outputs._element_spec = empty.element_spec
-        return outputs
-
-    if not model.run_eagerly:
-        multi_step_on_iterator = tf.function(multi_step_on_iterator,
-                                             reduce_retracing=True)
-
-    def function(iterator):
-        steps = position.steps or model.steps_per_execution
-        if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
-            outputs = multi_step_on_iterator(iterator, tf.constant(steps, "int32"))
-            if not outputs.has_value():
-                raise StopIteration
-            return outputs.get_value()
-        outputs = None  # A Python iterator of batches (`train_on_batch`).
-        for _, data in zip(range(steps), iterator):
-            outputs = one_step(data)
-        return outputs
-
-    function.multi_step = multi_step_on_iterator
-    function.one_step = one_step_on_data
-    return function

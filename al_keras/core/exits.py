@@ -12,11 +12,11 @@ import contextlib
 import numbers
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from al_keras.core import early_exit, input_checks
-from al_keras.core import export as export_lib
 from al_keras.core import labels as labels_lib
+from al_keras.core import step as step_lib
 
 
 class ExitsMixin:
@@ -42,11 +42,11 @@ class ExitsMixin:
         exit = self._check_exit(exit)
         s = inputs
         for index, block in enumerate(self.blocks[:exit]):
-            with self._placement.device(index):
+            with self.block_device(index):
                 s = block(s, training=training)
-        with self._placement.device(exit - 1):
+        with self.block_device(exit - 1):
             prediction = self.blocks[exit - 1].bridge(s, training=training)
-        return self._decode(prediction, exit)
+        return self.decode(prediction, exit)
 
     def call_exits(self, inputs, exits=None, training=False):
         """Class probabilities at several exits, from one pass of the encoders.
@@ -66,12 +66,12 @@ class ExitsMixin:
             exits if exits is not None else range(1, self.num_blocks + 1))})
         s, outputs = inputs, {}
         for index, block in enumerate(self.blocks[:exits[-1]]):
-            with self._placement.device(index):
+            with self.block_device(index):
                 s = block(s, training=training)
                 if index + 1 in exits:
                     prediction = block.bridge(s, training=training)
             if index + 1 in exits:
-                outputs[index + 1] = self._decode(prediction, index + 1)
+                outputs[index + 1] = self.decode(prediction, index + 1)
         return outputs
 
     def adaptive_exit(self, inputs, threshold=None, confidence=None, training=False):
@@ -126,45 +126,44 @@ class ExitsMixin:
         key = ("evaluate_exits", exits)
         count = self._exit_functions.value.get(key)
         if count is None:
-            @tf.function
             def count(x, y):
-                ids = tf.argmax(labels_lib.to_one_hot(y, self.num_classes), -1)
-                return tf.stack([
-                    tf.reduce_sum(tf.cast(tf.argmax(p, -1) == ids, tf.int64))
+                ids = ops.argmax(labels_lib.to_one_hot(y, self.num_classes), -1)
+                return ops.stack([
+                    ops.sum(ops.cast(ops.argmax(p, -1) == ids, "int32"))
                     for p in self.call_exits(x, exits).values()])
+            count = early_exit.compiled(count)
             self._exit_functions.value[key] = count
         correct, total = 0, 0
         for x, y in input_checks.labelled_batches(self, "evaluate_exits", data):
-            correct += count(x, y).numpy()
-            total += int(tf.shape(x)[0])
+            correct += ops.convert_to_numpy(count(x, y)).astype("int64")
+            total += int(ops.shape(x)[0])
         if not total:
             raise input_checks.InputDataError(f"evaluate_exits: {input_checks.EMPTY}")
         return {exit: float(c) / total for exit, c in zip(exits, correct)}
 
-    def _decode(self, prediction, exit):
-        """h_exit ... h_1 applied to a bridge output; returns probabilities."""
-        return self._scores(self._decode_through(prediction, reversed(range(exit))))
+    def decode(self, prediction, exit):
+        """Class probabilities from block `exit`'s bridge output `prediction`
+        (`h_exit ... h_1`, each on its block's device)."""
+        return self.scores(self.decode_through(prediction, reversed(range(exit))))
 
-    def _decode_through(self, t, indices):
+    def decode_through(self, t, indices):
         """`t` decoded by the h_i of blocks `indices`, in that order (each on
         its block's device)."""
         for index in indices:
-            with self._placement.device(index):
-                t = self.blocks[index].label_decoder(t, training=False)
+            with self.block_device(index):
+                t = step_lib.decode([self.blocks[index]], t)
         return t
 
-    def _scores(self, decoded):
-        """Class probabilities from the output of h_1."""
-        scores = tf.cast(decoded, "float32")
-        if self.output_loss == "categorical_crossentropy":
-            return scores
-        scores = tf.nn.relu(scores) + 1e-7
-        return scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
+    def scores(self, decoded):
+        """Class probabilities from the output of h_1 (`step.scores`)."""
+        return step_lib.scores(decoded, self.output_loss)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
-    def test_step(self, data):
+    def evaluate_step(self, data):
+        """The test step on any backend (the trainers' `test_step` runs it):
+        the local losses and the metrics of the active exit."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         assoc_losses, ae_losses, predictions = self.local_losses(
             x, y, sample_weight, training=False
@@ -173,11 +172,13 @@ class ExitsMixin:
             y_pred = self.adaptive_exit(x, *self._active_exit[1:])[0]
         else:
             exit = self._check_exit(self._active_exit)
-            y_pred = self._decode(predictions[exit - 1], exit)
-        self._record_losses(assoc_losses, ae_losses)
-        return self._step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+            y_pred = self.decode(predictions[exit - 1], exit)
+        self.record_losses(assoc_losses, ae_losses)
+        return self.step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
-    def predict_step(self, data):
+    def inference_step(self, data):
+        """The predict step on any backend (the trainers' `predict_step`):
+        the active exit's probabilities (and exits, for the adaptive path)."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(self._active_exit, tuple):  # ("adaptive", threshold, confidence)
             probabilities, taken = self.adaptive_exit(x, *self._active_exit[1:])
@@ -245,6 +246,8 @@ class ExitsMixin:
         existing `filepath` is replaced only with `overwrite=True`.  Other
         formats are handed to `keras.Model.export`.
         """
+        from al_keras.core import export as export_lib
+
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose,
                                   input_signature=input_signature, **kwargs)
@@ -261,7 +264,7 @@ class ExitsMixin:
 
         endpoints[early_exit.ADAPTIVE] = export_lib.Endpoint(lambda x: adaptive(x, default))
         endpoints["adaptive_threshold"] = export_lib.Endpoint(
-            adaptive, extra_inputs=[tf.TensorSpec((), tf.float32, name="threshold")])
+            adaptive, extra_inputs=[export_lib.scalar_spec("threshold")])
         export_lib.export_saved_model(
             self, filepath, endpoints, input_signature=input_signature,
             overwrite=overwrite, verbose=verbose,

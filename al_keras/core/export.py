@@ -6,7 +6,15 @@ import shutil
 import tempfile
 
 import keras
-import tensorflow as tf
+
+from al_keras.core import keras_compat
+
+try:
+    import tensorflow as tf
+except ImportError as error:  # The JAX-only install.
+    raise ImportError(
+        "Exporting a SavedModel needs TensorFlow, which is not installed: "
+        "pip install tensorflow (or al_keras[tensorflow]).") from error
 
 
 @dataclasses.dataclass
@@ -59,6 +67,12 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
     there -- with `overwrite=True`, the old export (or file) until the new
     one is whole.  Missing parent folders are created.
     """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "A SavedModel export (its signatures are TensorFlow graphs) runs on "
+            f"Keras' TensorFlow backend; this process runs {keras.backend.backend()!r}. "
+            "Save the model (model.save('m.keras')) and export it in a process "
+            "with KERAS_BACKEND=tensorflow.")
     filepath = os.path.normpath(os.fspath(filepath))
     if os.path.lexists(filepath) and not overwrite:
         raise FileExistsError(
@@ -101,6 +115,11 @@ def export_saved_model(model, filepath, endpoints, input_signature=None,
         archive.add_endpoint("token_ids", _checked(first.fn, [_input_checks(ids, vocabulary)], 1),
                              input_signature=[ids])
     _write_atomically(archive, filepath, parent, verbose)
+
+
+def scalar_spec(name):
+    """The spec of a float32 scalar input named `name`."""
+    return tf.TensorSpec((), tf.float32, name=name)
 
 
 def _write_atomically(archive, filepath, parent, verbose):
@@ -238,8 +257,7 @@ def preprocessor_spec(preprocessor):
 
 def input_spec(model):
     """`tf.TensorSpec` of the model's input, from the shape it was built on."""
-    shapes = getattr(model, "_build_shapes_dict", None) or {}
-    shape = next(iter(shapes.values()), None)
+    shape = keras_compat.built_input_shape(model)
     if shape is None:
         raise ValueError(
             "Build the model (call it on data, fit it, or model.build(shape)) "

@@ -33,9 +33,14 @@ import contextlib
 import re
 
 import numpy as np
-import tensorflow as tf
 
+from al_keras.core import keras_compat
 from al_keras.core import labels as labels_lib
+
+try:  # tf.data and in-graph checks where TensorFlow is installed.
+    import tensorflow as tf
+except ImportError:  # The JAX-only install: arrays are checked in NumPy.
+    tf = None
 
 # Marks the messages of this module's in-pipeline assertions, so that the
 # TensorFlow error raised from inside `fit` can be turned back into one line.
@@ -52,8 +57,7 @@ class InputDataError(ValueError):
 
 def built_input_shape(model):
     """The input shape `(None, ...)` the model was built for, or None."""
-    shapes = getattr(model, "_build_shapes_dict", None) or {}
-    shape = next(iter(shapes.values()), None)
+    shape = keras_compat.built_input_shape(model)
     return None if shape is None else (None,) + tuple(shape)[1:]
 
 
@@ -163,8 +167,49 @@ class DataCheck:
             f"{self.caller}: sample_weight must be finite numbers >= 0, found {{}}.",
             tf.boolean_mask(weights, bad)[0]))]
 
+    def numpy_checks(self, x, y=None):
+        """`assertions` of whole NumPy arrays, where TensorFlow is absent."""
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise InputDataError(
+                f"{self.caller}: input features hold NaN or Inf "
+                f"({int((~np.isfinite(x)).sum())} of them); clean the data{self.skip_hint}.")
+        if self.vocabulary_size:
+            ids = x.reshape(-1).astype("float64")
+            bad = (ids < 0) | (ids >= self.vocabulary_size) | (ids != np.round(ids))
+            if bad.any():
+                raise InputDataError(
+                    f"{self.caller}: token ids must be integers in [0, "
+                    f"{self.vocabulary_size}) (the model's vocabulary; 0 is padding), "
+                    f"found {_number(ids[bad][0])}. Vectorize the text with the "
+                    "model's preprocessor.")
+        if y is not None and not labels_lib.is_one_hot(y, self.num_classes):
+            ids = y.reshape(-1)
+            if ids.dtype.kind == "f" and (ids != np.round(ids)).any():
+                raise InputDataError(
+                    f"{self.caller}: labels must be class ids in "
+                    f"[0, {self.num_classes}), found the float "
+                    f"{_number(ids[ids != np.round(ids)][0])}. Give "
+                    f"integer ids, or one-hot rows (batch, {self.num_classes}).")
+            ids = ids.astype("float64")
+            bad = (ids < 0) | (ids >= self.num_classes)
+            if bad.any():
+                raise InputDataError(
+                    f"{self.caller}: labels must be class ids in [0, "
+                    f"{self.num_classes}) (num_classes={self.num_classes}), found "
+                    f"{_number(ids[bad][0])}.")
+
     def check_arrays(self, x, y=None, sample_weight=None):
+        if tf is None:
+            x, y = np.asarray(x), None if y is None else np.asarray(y)
+            self._check_array_shapes(x, y, sample_weight)
+            self.numpy_checks(x, y)
+            return
         x, y = tf.convert_to_tensor(x), None if y is None else tf.convert_to_tensor(y)
+        self._check_array_shapes(x, y, sample_weight)
+        with raising_input_errors():
+            self.assertions(x, y)
+
+    def _check_array_shapes(self, x, y, sample_weight):
         self.check_dtypes(x.dtype, None if y is None else y.dtype)
         self.check_shape(x.shape)
         count = int(x.shape[0])
@@ -177,8 +222,6 @@ class DataCheck:
                     "labels; give one label per example.")
         if sample_weight is not None:
             self.check_sample_weight(sample_weight, count)
-        with raising_input_errors():
-            self.assertions(x, y)
 
     def check_sample_weight(self, sample_weight, count):
         weights = np.asarray(sample_weight)
@@ -239,6 +282,12 @@ def _check(ok, message):
     return tf.cond(ok, lambda: tf.constant(True), fail)
 
 
+def _number(value):
+    """A value as the in-graph messages print it: 12 for 12.0."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
 def _shape_text(shape):
     return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in
                            enumerate(shape)) + ("," if len(shape) == 1 else "") + ")"
@@ -251,6 +300,9 @@ def _message(template, value):
 @contextlib.contextmanager
 def raising_input_errors():
     """Turns this module's failed in-graph assertions into `InputDataError`."""
+    if tf is None:
+        yield
+        return
     try:
         yield
     except tf.errors.InvalidArgumentError as e:
@@ -263,13 +315,18 @@ def raising_input_errors():
 
 
 def _is_array(value):
-    return isinstance(value, (np.ndarray, tf.Tensor)) or (
+    return isinstance(value, np.ndarray) or (tf is not None and isinstance(
+        value, tf.Tensor)) or (
         hasattr(value, "__array__") and hasattr(value, "shape")
-        and not isinstance(value, tf.data.Dataset))
+        and not keras_compat.is_tf_dataset(value))
 
 
 def _is_string(dtype):
-    return dtype is not None and tf.as_dtype(dtype) == tf.string
+    if dtype is None:
+        return False
+    if tf is not None:
+        return tf.as_dtype(dtype) == tf.string
+    return dtype == "string" or np.dtype(dtype).kind in "SUO"
 
 
 def _plain_list(caller, name, value):
@@ -333,7 +390,7 @@ def labelled_batches(model, caller, data, batch_size=32):
     values and the batches of an iterable).
     """
     check = DataCheck(model, caller, skippable=False)
-    if isinstance(data, tf.data.Dataset):
+    if keras_compat.is_tf_dataset(data):
         x_spec, y_spec = _split(data.element_spec)
         if y_spec is None:
             raise InputDataError(
@@ -344,6 +401,9 @@ def labelled_batches(model, caller, data, batch_size=32):
         _plain_list(caller, "x", x)
         _plain_list(caller, "y", y)
         check.check_arrays(x, y)
+        if tf is None:
+            return ((x[i:i + batch_size], y[i:i + batch_size])
+                    for i in range(0, len(x), batch_size))
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     if isinstance(data, tuple) and data and all(_is_array(v) for v in data):
         raise InputDataError(f"{caller}: data must be a tuple (x, y) of arrays, got a "
@@ -378,7 +438,7 @@ class CheckedDataMixin:
 
     def _checked(self, caller, x, y, sample_weight=None, labelled=False):
         check = DataCheck(self, caller)
-        if isinstance(x, tf.data.Dataset):
+        if keras_compat.is_tf_dataset(x):
             return check.checked_dataset(x), y
         if x is None and (y is not None or caller == "predict"):
             raise InputDataError(f"{caller}: x is missing; give {caller.split()[0]}(x"
@@ -386,7 +446,7 @@ class CheckedDataMixin:
         _plain_list(caller, "x", x)
         _plain_list(caller, "y", y)
         if isinstance(x, (list, tuple)) and x:  # Strings: the text message.
-            check.check_dtypes(tf.string)
+            check.check_dtypes("string")
         if _is_array(x) and y is None and labelled:
             raise InputDataError(f"{caller}: the labels y are missing; give "
                                  f"{caller.split()[0]}(x, y), or a dataset of (x, y) "
@@ -400,7 +460,7 @@ class CheckedDataMixin:
         validation = kwargs.get("validation_data")
         if validation is None:
             return
-        if isinstance(validation, tf.data.Dataset):
+        if keras_compat.is_tf_dataset(validation):
             kwargs["validation_data"], _ = self._checked(caller, validation, None)
         elif isinstance(validation, (tuple, list)) and len(validation) in (2, 3):
             self._checked(caller, *validation[:2],

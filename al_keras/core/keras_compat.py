@@ -1,18 +1,174 @@
-"""Workarounds for Keras 3.15 and tf.distribute that `ALModel` needs.
+"""Every private Keras name al_keras uses, and its workarounds for Keras 3.15.
 
-Each names the Keras behaviour it works around; drop one when Keras no
-longer needs it.
+al_keras reaches into Keras only here: each private name is listed in
+`PRIVATE_NAMES` and read through a function of this module, and
+`missing_private_names()` (tests/test_compatibility.py) fails loudly,
+naming each one, when a Keras release moves them.  Each workaround names
+the Keras behaviour it works around; drop one when Keras no longer needs it.
 """
 
 import math
 import re
+import sys
 
 import keras
-import tensorflow as tf
+import numpy as np
+
+# (where, name): the private Keras names al_keras relies on, by backend
+# ("any" for every backend).  `where` is a dotted path of a class or module.
+PRIVATE_NAMES = (
+    ("any", "keras.src.trainers.trainer.Trainer._compile_config"),
+    ("any", "keras.src.trainers.trainer.Trainer._compile_metrics"),
+    ("any", "keras.src.trainers.compile_utils.CompileMetrics._user_metrics"),
+    ("any", "keras.src.models.model.Model._build_shapes_dict"),
+    ("any", "keras.src.trainers.trainer.Trainer._symbolic_build"),
+    ("any", "keras.src.trainers.epoch_iterator.EpochIterator._enumerate_iterator"),
+    ("any", "keras.src.trainers.epoch_iterator.EpochIterator._steps_seen"),
+    ("tensorflow", "keras.src.backend.tensorflow.trainer.reduce_per_replica"),
+    ("tensorflow",
+     "keras.src.backend.tensorflow.trainer.TensorFlowTrainer._maybe_symbolic_build"),
+    ("tensorflow",
+     "keras.src.backend.tensorflow.trainer.TensorFlowTrainer._autoconvert_optionals"),
+    ("tensorflow", "keras.src.trainers.trainer.Trainer._distribute_strategy"),
+    ("jax", "keras.src.backend.jax.trainer.JAXTrainer._get_jax_state"),
+    ("jax", "keras.src.backend.jax.trainer.JAXTrainer._jax_state"),
+    ("jax", "keras.src.backend.jax.trainer.JAXTrainer._jax_state_synced"),
+    ("jax", "keras.src.backend.jax.trainer.JAXTrainer._make_function"),
+    ("any", "keras.src.backend.common.stateless_scope.in_stateless_scope"),
+)
+
+
+def missing_private_names(backend=None):
+    """The names of `PRIVATE_NAMES` (of `backend`, default Keras' own) that
+    this Keras does not have: [] when al_keras' reach into Keras still holds.
+
+    An attribute set in `__init__` (not on the class) is looked for in the
+    source of its class.
+    """
+    import importlib
+    import inspect
+
+    backend = backend or keras.backend.backend()
+    missing = []
+    for where, name in PRIVATE_NAMES:
+        if where not in ("any", backend):
+            continue
+        parts = name.split(".")
+        for split in range(len(parts) - 1, 0, -1):
+            try:
+                owner = importlib.import_module(".".join(parts[:split]))
+                break
+            except ImportError:
+                continue
+        else:
+            missing.append(name)
+            continue
+        found = True
+        for attribute in parts[split:]:
+            if hasattr(owner, attribute):
+                owner = getattr(owner, attribute)
+            elif inspect.isclass(owner) and any(
+                    f"self.{attribute}" in _source(cls) for cls in owner.__mro__):
+                found = True
+                break
+            else:
+                found = False
+                break
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _source(cls):
+    import inspect
+
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return ""
+
+
+def built_input_shape(model):
+    """The input shape a built model was built with (None if unknown)."""
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    return tuple(next(iter(shapes.values()))) if shapes else None
+
+
+def compile_config(model):
+    """The dict of `compile`'s arguments Keras saves with the model."""
+    return model._compile_config.config
+
+
+def user_metrics(model):
+    """The metrics given to `compile` (an empty list if none)."""
+    metrics = getattr(model, "_compile_metrics", None)
+    return list(getattr(metrics, "_user_metrics", None) or []) if metrics else []
+
+
+def compiled_metrics_built(model):
+    """Whether the metrics given to `compile` are built (True if none)."""
+    metrics = getattr(model, "_compile_metrics", None)
+    return metrics is None or metrics.built
+
+
+def symbolic_build(model, data_batch):
+    """Keras' build of the model's compiled metrics from one batch."""
+    model._symbolic_build(data_batch=data_batch)
+
+
+def reduce_per_replica(values, strategy, reduction):
+    """Keras' reduction of a `tf.distribute` step's outputs."""
+    from keras.src.backend.tensorflow.trainer import reduce_per_replica as reduce
+
+    return reduce(values, strategy, reduction=reduction)
+
+
+def autoconvert_optionals(model, function):
+    """Keras' wrapper turning a step's optional outputs into values."""
+    return model._autoconvert_optionals(function)
+
+
+def in_stateless_scope():
+    """Whether Keras runs the caller inside a `keras.StatelessScope`."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope as inside
+
+    return inside()
+
+
+def looped_step_function(model, step):
+    """Keras' JAX function running `step` over `steps_per_execution` batches
+    of an iterator a call."""
+    return model._make_function(step)
+
+
+def is_tf_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` (False when TensorFlow is not
+    imported: then it cannot be one)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
+
+
+def replica_logs(model, logs):
+    """A step's logs, as Keras can reduce them over the replicas.
+
+    Keras 3.15 averages a step's logs over the workers of a
+    `MultiWorkerMirroredStrategy` with `reduce("MEAN", axis=0)`, which
+    fails on scalars (keras-team/keras#20585); there each log is given as a
+    vector of one value.
+    """
+    if not _multi_worker(model.distribute_strategy):
+        return logs
+    return {k: keras.ops.reshape(v, [1]) for k, v in logs.items()}
+
+
+def _multi_worker(strategy):
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 class KerasWorkaroundsMixin:
-    """`ALModel`'s fixes of Keras' step logs and symbolic build under
+    """`ALModel`'s fixes of Keras' symbolic build under
     `MultiWorkerMirroredStrategy`, and of its summary's optimizer count."""
 
     def summary(self, *args, print_fn=None, **kwargs):
@@ -38,19 +194,6 @@ class KerasWorkaroundsMixin:
         else:
             print_fn(text)
 
-    def _step_logs(self, logs):
-        """The step's logs, as Keras can reduce them over the replicas.
-
-        Keras 3.15 averages a step's logs over the workers of a
-        `MultiWorkerMirroredStrategy` with `reduce("MEAN", axis=0)`, which
-        fails on scalars (keras-team/keras#20585); there each log is given
-        as a vector of one value.
-        """
-        if isinstance(self.distribute_strategy,
-                      tf.distribute.MultiWorkerMirroredStrategy):
-            return {k: tf.reshape(v, [1]) for k, v in logs.items()}
-        return logs
-
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras' symbolic build, from one replica's batch.
 
@@ -60,9 +203,8 @@ class KerasWorkaroundsMixin:
         (PerReplica...)").  Only the batch's shapes matter, so one local
         replica's batch is used instead.
         """
-        if iterator is not None and isinstance(
-                self._distribute_strategy,
-                tf.distribute.MultiWorkerMirroredStrategy):
+        if iterator is not None and _multi_worker(self._distribute_strategy):
+            tf = sys.modules["tensorflow"]
             for _, _, it in iterator:
                 data_batch = tf.nest.map_structure(
                     lambda v: self.distribute_strategy
@@ -90,7 +232,10 @@ class SumOfResults(keras.metrics.Metric):
         pass
 
     def result(self):
-        return tf.add_n([m.result() for m in self._summed.value])
+        total = 0.0
+        for metric in self._summed.value:
+            total = total + metric.result()
+        return total
 
     def reset_state(self):
         pass
@@ -123,7 +268,14 @@ def _count(variables):
 
 
 def _bytes(variables):
-    return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
+    return sum(math.prod(v.shape) * _itemsize(v.dtype) for v in variables)
+
+
+def _itemsize(dtype):
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bfloat16":
+        return 2
+    return np.dtype(dtype).itemsize
 
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")

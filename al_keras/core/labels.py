@@ -1,7 +1,7 @@
 """Turning the labels Keras users pass (class ids or one-hot) into targets."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def check_num_classes(num_classes):
@@ -18,10 +18,10 @@ def is_one_hot(y, num_classes):
 
     Decided from the static shape, like Keras' "accuracy" metric does.
     """
-    shape = y.shape
+    shape = tuple(y.shape) if y.shape is not None else None
     return (
-        shape.rank is not None
-        and shape.rank >= 2
+        shape is not None
+        and len(shape) >= 2
         and shape[-1] == num_classes
         and num_classes > 1
     )
@@ -36,34 +36,38 @@ def to_one_hot(y, num_classes, dtype="float32", validate=True):
             returned as they are (cast to `dtype`).
         num_classes: int.
         dtype: dtype of the result.
-        validate: check that class ids lie in `[0, num_classes)`; the check
-            runs inside the compiled step (a `tf.debugging` assertion).
+        validate: check that class ids lie in `[0, num_classes)`; on
+            TensorFlow the check runs inside the compiled step (a
+            `tf.debugging` assertion); other backends cannot assert inside
+            a compiled step, and rely on the data checks of fit/evaluate.
     """
-    y = tf.convert_to_tensor(y)
+    y = ops.convert_to_tensor(y)
     if is_one_hot(y, num_classes):
-        return tf.cast(y, dtype)
-    if y.shape.rank is not None and y.shape.rank >= 2:
+        return ops.cast(y, dtype)
+    if len(y.shape) >= 2:
         if y.shape[-1] != 1:
             raise ValueError(
                 f"Labels of shape {tuple(y.shape)} fit neither class ids "
                 f"(batch,) / (batch, 1) nor one-hot rows (batch, {num_classes})."
             )
-        y = tf.squeeze(y, axis=-1)
-    ids = tf.cast(y, tf.int32)
-    if validate:
-        checks = [
-            tf.debugging.assert_non_negative(
-                ids, message="Class ids must be >= 0."
-            ),
-            tf.debugging.assert_less(
-                ids,
-                tf.constant(num_classes, tf.int32),
-                message=f"Class ids must be < num_classes={num_classes}.",
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            ids = tf.identity(ids)
-    return tf.one_hot(ids, num_classes, dtype=dtype)
+        y = ops.squeeze(y, axis=-1)
+    ids = ops.cast(y, "int32")
+    if validate and keras.backend.backend() == "tensorflow":
+        ids = _checked_ids(ids, num_classes)
+    return ops.one_hot(ids, num_classes, dtype=dtype)
+
+
+def _checked_ids(ids, num_classes):
+    import tensorflow as tf
+
+    checks = [
+        tf.debugging.assert_non_negative(ids, message="Class ids must be >= 0."),
+        tf.debugging.assert_less(
+            ids, tf.constant(num_classes, tf.int32),
+            message=f"Class ids must be < num_classes={num_classes}."),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
 
 
 @keras.saving.register_keras_serializable(package="al_keras")

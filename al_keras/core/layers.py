@@ -12,8 +12,8 @@ A block i of an AL network has four parts (Kao & Chen, 2021):
 
 :class:`al_keras.AssociatedBlock` (``block.py``) owns the four parts of one
 block and builds them with the right shapes.  The training logic
-(stop-gradients, one tape per local loss) lives in :class:`al_keras.ALModel`
-(``local_training.py``).
+(stop-gradients, one gradient per local loss) lives in ``step.py`` and the
+trainers of :class:`al_keras.ALModel` (``trainers/``).
 """
 
 import keras

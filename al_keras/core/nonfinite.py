@@ -12,9 +12,10 @@
 
 import math
 import re
+import sys
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 MODES = ("stop", "skip")
 
@@ -27,8 +28,10 @@ def check_mode(mode, strategy=None):
     """Raises ValueError for an unknown mode or "skip" under data parallelism."""
     if mode not in MODES:
         raise ValueError(f"on_nonfinite_loss must be one of {MODES}, got {mode!r}.")
-    if mode == "skip" and isinstance(strategy, (tf.distribute.MirroredStrategy,
-                                                tf.distribute.MultiWorkerMirroredStrategy)):
+    tf = sys.modules.get("tensorflow")
+    if mode == "skip" and tf is not None and isinstance(
+            strategy, (tf.distribute.MirroredStrategy,
+                       tf.distribute.MultiWorkerMirroredStrategy)):
         raise ValueError(
             "on_nonfinite_loss='skip' cannot be used under a data-parallel "
             f"{type(strategy).__name__}: one replica cannot skip an all-reduced "
@@ -37,9 +40,21 @@ def check_mode(mode, strategy=None):
 
 def all_finite(loss, grads):
     """Whether `loss` and every gradient of `grads` are finite (a bool tensor)."""
-    checks = [tf.math.is_finite(tf.cast(loss, "float32"))]
-    checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-    return tf.reduce_all(tf.stack(checks))
+    checks = [ops.isfinite(ops.cast(loss, "float32"))]
+    checks += [ops.all(ops.isfinite(g)) for g in grads if g is not None]
+    return ops.all(ops.stack(checks))
+
+
+def check_gradients(grads, variables, family, index):
+    """Raises ValueError naming the variables of block `index`'s `family`
+    loss ("associated", "auto-encoder") that got no gradient."""
+    missing = [v.path for g, v in zip(grads, variables) if g is None]
+    if missing:
+        raise ValueError(
+            f"Block {index + 1}'s {family} loss has no gradient for "
+            f"{missing}: every trainable variable of the part it trains must "
+            "take part in that loss."
+        )
 
 
 _LOSS_NAME = re.compile(r"^(assoc|ae)_loss_(\d+)$")

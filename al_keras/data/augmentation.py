@@ -3,9 +3,12 @@
 Stateless: the same seed gives the same images, so an epoch's augmentation
 depends only on the run's seed and the epoch (a resumed run sees the images
 the uninterrupted one saw).
+
+TensorFlow ops (in tf.data's threads): without TensorFlow installed, each
+function raises `TensorFlowRequiredError` saying so.
 """
 
-import tensorflow as tf
+from al_keras.data.errors import import_tensorflow
 
 # The random parts of augmentation, on images scaled to [0, 1]. CIFAR's are the
 # original code's (TensorFlow's CIFAR-10 tutorial, after a 4-pixel zero pad).
@@ -16,6 +19,7 @@ TINY_IMAGENET_AUGMENTATION = dict(padded_size=70, brightness=0.2, contrast=(0.8,
 
 def standardize(images):
     """Scales each image to mean 0 and standard deviation 1 (per-image)."""
+    tf = _tensorflow()
     return tf.image.per_image_standardization(images)
 
 
@@ -55,7 +59,13 @@ def augment_tiny_imagenet(images, seed):
     return _augment(images, seed, **TINY_IMAGENET_AUGMENTATION)
 
 
+def _tensorflow():
+    return import_tensorflow("Image augmentation and standardization (CIFAR, "
+                             "Tiny-ImageNet)")
+
+
 def _augment(images, seed, **params):
+    tf = _tensorflow()
     images = tf.convert_to_tensor(images)
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 255.0
@@ -69,6 +79,7 @@ def _augment(images, seed, **params):
 
 
 def _augment_image(image, seed, padded_size, brightness, contrast, saturation=None, hue=None):
+    tf = _tensorflow()
     shape = image.shape
     seeds = tf.random.experimental.stateless_split(seed, 6)
     image = tf.image.resize_with_crop_or_pad(image, padded_size, padded_size)

@@ -4,6 +4,13 @@
 reshuffled (seeded) every epoch and optionally augmented, and a fixed `test`
 dataset; both yield `(float32 images, int32 class ids)` batches.
 
+Without TensorFlow (Keras' JAX backend, `pip install al_keras` alone), the
+digits and MNIST-format idx folders come as NumPy batches instead
+(`keras.utils.PyDataset`, `al_keras.data.arrays`): the same splits, batch
+sizes, steps an epoch and preprocessing, reshuffled every epoch by NumPy.
+What needs TensorFlow (TFDS, CIFAR, Tiny-ImageNet, augmentation, the text
+sets) raises `TensorFlowRequiredError` saying so (`needs_tensorflow`).
+
 * `digits`: scikit-learn's 8x8 digits (embedded, `al_keras.data`), in [0, 1].
 * `mnist`, `fashion_mnist`: from a folder of MNIST-format idx files given as
   `data_dir` (e.g. Debian's `dataset-fashion-mnist`), prepared by
@@ -32,12 +39,18 @@ import tempfile
 import threading
 
 import numpy as np
-import tensorflow as tf
 
 from al_keras.data import digits as _embedded
 from al_keras.data import text as text_lib
 from al_keras.data.augmentation import augment_cifar, augment_tiny_imagenet, standardize
-from al_keras.data.errors import DataFileError, DatasetUnavailableError
+from al_keras.data.errors import (  # noqa: F401 (tensorflow_available: for callers)
+    INSTALL_TFDS,
+    DataFileError,
+    DatasetUnavailableError,
+    TensorFlowRequiredError,
+    tensorflow_available,
+    tensorflow_required,
+)
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
                   "tiny_imagenet")
@@ -52,7 +65,12 @@ DOWNLOAD_HOSTS = {
 }
 CONNECT_TIMEOUT_S = 3.0
 
-_AUTOTUNE = tf.data.AUTOTUNE
+# What `load(pipeline=...)` builds: tf.data pipelines, or NumPy batches
+# (`al_keras.data.arrays`; digits and idx folders only).  None: tf.data
+# where TensorFlow is installed.
+PIPELINES = ("tf.data", "numpy")
+
+_AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow here.
 
 
 @dataclasses.dataclass
@@ -79,10 +97,12 @@ class Data:
         validation: the held-out training examples (`validation_examples`),
             batched like `test`; None without.
         num_validation: their number (0 without).
+        pipeline: what the splits are: "tf.data" (`tf.data.Dataset`s) or
+            "numpy" (`keras.utils.PyDataset`s of NumPy batches).
     """
 
-    train: tf.data.Dataset
-    test: tf.data.Dataset
+    train: object
+    test: object
     input_shape: tuple
     num_classes: int
     num_train: int
@@ -90,14 +110,16 @@ class Data:
     train_epochs: object = None
     preprocessor: object = None
     class_names: tuple = None
-    validation: tf.data.Dataset = None
+    validation: object = None
     num_validation: int = 0
+    pipeline: str = "tf.data"
 
 
 def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_size=None,
          max_train_examples=0, max_test_examples=0, validation_examples=0,
-         sequence_length=128, vocab_size=30000, with_words=False, vocabulary=None):
-    """Loads a dataset as batched tf.data pipelines.
+         sequence_length=128, vocab_size=30000, with_words=False, vocabulary=None,
+         pipeline=None):
+    """Loads a dataset as batched tf.data pipelines (or NumPy batches).
 
     Args:
         name: one of `DATASETS`.
@@ -121,6 +143,9 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
             on; `max_train_examples` counts from the first of the rest).
         sequence_length, vocab_size, with_words, vocabulary: text sets
             only; see `al_keras.data.text.load_text`.
+        pipeline: "tf.data", "numpy" (`keras.utils.PyDataset`s: digits and
+            MNIST-format idx folders only), or None: tf.data where
+            TensorFlow is installed, else NumPy.
 
     Returns:
         A `Data`.
@@ -132,7 +157,11 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
             malformed data file; the message names it.
         DatasetUnavailableError: the data is not on disk and cannot be
             downloaded; the message says where to put it.
+        TensorFlowRequiredError (an ImportError): data that needs
+            TensorFlow (`needs_tensorflow`), which is not installed.
     """
+    if pipeline not in (None,) + PIPELINES:
+        raise ValueError(f"pipeline must be one of {PIPELINES} or None, got {pipeline!r}.")
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
     test_batch_size = batch_size if test_batch_size is None else test_batch_size
@@ -155,6 +184,16 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                        ("validation_examples", validation_examples)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{arg} must be an integer >= 0, got {value!r}.")
+    if pipeline is None:
+        pipeline = "tf.data" if tensorflow_available() else "numpy"
+    elif pipeline == "tf.data" and not tensorflow_available():
+        raise tensorflow_required("pipeline='tf.data'")
+    if pipeline == "numpy":
+        return _numpy_data(name, data_dir, batch_size=int(batch_size),
+                           test_batch_size=int(test_batch_size), seed=seed,
+                           augment=augment, max_train=int(max_train_examples),
+                           max_test=int(max_test_examples),
+                           validation=int(validation_examples))
     if name in text_lib.TEXT_DATASETS:
         return text_lib.load_text(
             name, batch_size=int(batch_size), test_batch_size=int(test_batch_size),
@@ -166,6 +205,8 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
                    seed=seed, augment=augmentation if augment else None)
     limits = dict(max_train=int(max_train_examples), max_test=int(max_test_examples),
                   validation=int(validation_examples))
+
+    import tensorflow as tf
 
     if name == "digits":
         (x, y), (x_test, y_test) = _embedded.load_digits(seed=seed, image_shape=True)
@@ -193,6 +234,104 @@ def load(name, *, batch_size, seed=0, data_dir=None, augment=False, test_batch_s
 
     return pipelines(_limit(data, **limits), **batches, decode=_decoder(builder),
                   preprocess=preprocess)
+
+
+def needs_tensorflow(name, data_dir=None, augment=False):
+    """Why loading `name` this way needs TensorFlow: the one-line message of
+    the `TensorFlowRequiredError` that `load` raises without it, or None for
+    the data that comes as NumPy batches (the digits, an idx folder).
+
+    Args:
+        name, data_dir, augment: as `load` takes them.
+
+    Raises:
+        DataFileError: a `data_dir` that holds some of the idx files only.
+    """
+    if name in text_lib.TEXT_DATASETS:
+        return str(tensorflow_required(
+            f"The {name} text set (TFDS, tf.data and Keras' TextVectorization)",
+            INSTALL_TFDS))
+    if name in ("cifar10", "cifar100", "tiny_imagenet"):
+        return str(tensorflow_required(
+            f"{name} (read through TFDS, standardized"
+            + (" and augmented" if augment else "") + " in tf.data)", INSTALL_TFDS))
+    if augment:
+        return None  # load refuses augment for the other sets.
+    if name in ("mnist", "fashion_mnist"):
+        folder = None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
+        if folder is not None and not os.path.exists(folder):
+            return None  # load says that data_dir does not exist.
+        if folder is not None and os.path.isdir(folder):
+            from al_keras.data import idx_files
+
+            if idx_files.find_idx_files(folder) is not None:
+                return None
+        where = (f"{name} from TFDS (config.data_dir is empty)" if folder is None
+                 else f"{name} from a prepared TFDS copy in {folder} (it holds no "
+                      "MNIST-format idx files)")
+        example = {"fashion_mnist": " (e.g. /usr/share/datasets/fashion-mnist, Debian's "
+                                    "dataset-fashion-mnist)"}.get(name, "")
+        return str(tensorflow_required(where, INSTALL_TFDS)).rstrip(".") + (
+            f"; or give a folder of its idx files{example} as data_dir (config.data_dir), "
+            "read without TensorFlow.")
+    return None
+
+
+def _numpy_data(name, data_dir, *, batch_size, test_batch_size, seed, augment, max_train,
+                max_test, validation):
+    """`load`'s `Data` as NumPy batches (`al_keras.data.arrays`)."""
+    from al_keras.data import arrays
+
+    if name not in ("digits", "mnist", "fashion_mnist") or augment:
+        reason = needs_tensorflow(name, data_dir, augment)
+        if not tensorflow_available() and reason:
+            raise TensorFlowRequiredError(reason)
+        raise ValueError(f"pipeline='numpy' reads the digits and MNIST-format idx folders "
+                         f"(without augmentation), not {name!r}"
+                         + (" with augment=True." if augment else "."))
+    preprocess = None
+    if name == "digits":
+        train, test = _embedded.load_digits(seed=seed, image_shape=True)
+    else:
+        from al_keras.data import idx_files
+
+        files = idx_files.find_idx_files(data_dir) if data_dir and os.path.isdir(
+            data_dir) else None
+        if files is None:
+            reason = needs_tensorflow(name, data_dir)
+            if not tensorflow_available():
+                raise TensorFlowRequiredError(reason)
+            raise ValueError(f"pipeline='numpy' reads {name} from a folder of its "
+                             f"MNIST-format idx files (data_dir), not from TFDS.")
+        splits = []
+        for split in ("train", "test"):
+            images, labels = idx_files.read_idx_split(files, split)
+            if not len(images):
+                raise DataFileError(f"{files[(split, 'images')]} holds no images.")
+            splits.append((images[..., None], labels.astype(np.int32)))
+        train, test = splits
+        # As IdxImages' metadata: all training images, before any limit.
+        mean = np.float32(train[0].mean(dtype=np.float64) / 255.0)
+
+        def preprocess(images):  # uint8 batches -> float32, as the tf.data path.
+            return images.astype(np.float32) / np.float32(255.0) - mean
+
+    (x, y), (x_test, y_test), held_out = arrays.limit(
+        train, test, max_train=max_train, max_test=max_test, validation=validation)
+
+    def train_epochs(first_epoch=0):
+        return arrays.EpochBatches(x, y, batch_size, seed, first_epoch=first_epoch,
+                                   preprocess=preprocess)
+
+    return Data(
+        arrays.EpochBatches(x, y, batch_size, seed, endless=False, preprocess=preprocess),
+        arrays.Batches(x_test, y_test, test_batch_size, preprocess=preprocess),
+        input_shape=tuple(x.shape[1:]), num_classes=10, num_train=len(x),
+        num_test=len(x_test), train_epochs=train_epochs,
+        validation=(None if held_out is None else
+                    arrays.Batches(*held_out, test_batch_size, preprocess=preprocess)),
+        num_validation=0 if held_out is None else len(held_out[1]),
+        pipeline="numpy")
 
 
 def _limit(data, max_train, max_test, validation=0):
@@ -233,6 +372,8 @@ def pipelines(data, *, batch_size, test_batch_size, seed, augment, decode=None,
         `data` with batched, prefetched `train`, `train_epochs` and `test`
         (as `load` gives).
     """
+    import tensorflow as tf
+
     examples = data.train
     if seed is None:
         seed = random.getrandbits(31)
@@ -280,6 +421,8 @@ def _permuted(examples, seed):
     depends on the stateless `seed` alone.  (Dataset.shuffle takes its seed
     as a Python int when a global seed is set, not as a tensor; like its
     buffer of the whole split, this holds the split in memory.)"""
+    import tensorflow as tf
+
     count = tf.shape(tf.nest.flatten(examples)[0])[0]
     order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=seed)
     return tf.nest.map_structure(lambda t: tf.gather(t, order), examples)
@@ -287,6 +430,8 @@ def _permuted(examples, seed):
 
 def _epoch_seed(seed, epoch):
     """The seed of epoch `epoch` (int64 tensor) of a run seeded `seed`."""
+    import tensorflow as tf
+
     return tf.constant(seed, tf.int64) * 1_000_003 + epoch
 
 
@@ -300,6 +445,8 @@ def _encoded(builder, split):
 
 def _decoder(builder):
     """Maps an encoded example to `(uint8 image, int32 label)`."""
+    import tensorflow as tf
+
     feature = builder.info.features["image"]
 
     def decode(example):
@@ -311,6 +458,8 @@ def _decoder(builder):
 
 def _pixel_mean(builder):
     """The training images' mean pixel value in [0, 1]."""
+    import tensorflow as tf
+
     metadata = builder.info.metadata
     if metadata is not None and "pixel_mean" in metadata:  # IdxImages store it.
         return float(metadata["pixel_mean"])

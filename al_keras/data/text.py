@@ -16,6 +16,9 @@ padding, 1 for out-of-vocabulary words).  Texts longer than
   `imdb_reviews`, `glue/sst2` (its labelled `validation` split as the test
   set) and `dbpedia`; title and body joined where a set has both.  Offline,
   they fail in seconds saying how to provide them.
+
+All need TensorFlow (tf.data, TFDS, `TextVectorization`): without it,
+`load_text` raises `errors.TensorFlowRequiredError` saying so.
 """
 
 import dataclasses
@@ -23,9 +26,13 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from al_keras.data.errors import DataFileError, DatasetUnavailableError
+from al_keras.data.errors import (
+    INSTALL_TFDS,
+    DataFileError,
+    DatasetUnavailableError,
+    import_tensorflow,
+)
 
 WORDNET_DIR = "/usr/share/wordnet"
 
@@ -86,6 +93,8 @@ def load_text(name, *, batch_size, test_batch_size, seed, data_dir=None,
     if with_words and name != "wordnet":
         raise ValueError(f"with_words is for wordnet only (the synset's words); "
                          f"{name!r} has none.")
+    tf = import_tensorflow(f"The {name} text set (tf.data, TFDS and Keras' "
+                           "TextVectorization)", INSTALL_TFDS)
     builder = _builder(name, data_dir)
     fields = (("words", "text") if with_words else ("text",)) if name == "wordnet" \
         else STOCK_TEXT_SETS[name].fields
@@ -137,6 +146,8 @@ def adapted_vectorizer(texts, *, vocab_size, sequence_length, vocabulary=None):
 
 def _texts(builder, split, fields):
     """`(text, label)` examples of a split, fields joined by a space."""
+    import tensorflow as tf
+
     def example(ex):
         parts = [ex[f] for f in fields]
         text = parts[0] if len(parts) == 1 else tf.strings.reduce_join(

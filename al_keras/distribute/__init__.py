@@ -7,7 +7,17 @@
 * `make_strategy`, `split_cpu`, `split_gpu` (`strategies.py`) -- the strategy of
   `config.distribute`, including `tf.distribute` data parallelism
   (`MirroredStrategy`, `MultiWorkerMirroredStrategy`).
+* `RayPipeline` (`ray_pipeline.py`, `ray_engine.py`, `ray_stage.py`) --
+  pipeline stages as processes, on Ray.
 * `pipeline_simulator` -- the analytic timing model of AL and BP schedules.
+
+`BlockParallel` and `RayPipeline` are the `al_keras.core.executor.Executor`
+of the models made in their `scope()`: the model asks them where its blocks
+live and for its train function, and they use only its public methods
+(`train_block`, `targets`, `record_losses`, `decode_through`, ...).  They
+run on Keras' TensorFlow backend; the package imports without TensorFlow
+(the TensorFlow-only modules, `pipeline.py` and `ray_engine.py`, load when
+a step is first made).
 
 See docs/several-devices.md.
 """

@@ -10,6 +10,9 @@ every block's step (`measure_block_costs`) and balances them
 alone and all devices at once (`measure_overlap`): the predicted speedup of
 the pipelined step, which `describe()` states.
 
+TensorFlow is imported where it is used (the package imports without it);
+constructing a `BlockParallel` on another backend raises a ValueError.
+
 Example:
 
 >>> strategy = al_keras.distribute.BlockParallel()   # every GPU, or CPU
@@ -21,48 +24,57 @@ Example:
 ['/device:GPU:0', '/device:GPU:0', '/device:GPU:1', '/device:GPU:1']
 """
 
-import contextlib
 import dataclasses
-import threading
 import time
+import weakref
 
 import keras
-import tensorflow as tf
 
+from al_keras.core import executor as executor_lib
+from al_keras.core import keras_compat
 from al_keras.distribute import pipeline_simulator
 
-_SCOPES = threading.local()
+# Issue 25: the JAX device pipeline.
+_JAX_HINT = ("on JAX, train one model per process (the JAX device pipeline is "
+             "issue 25).")
+
+
+def check_backend(name):
+    """Raises a one-line ValueError unless Keras runs on TensorFlow: the
+    executors of this package (`name`) place and pipeline TensorFlow steps."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"{name} runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
+            + _JAX_HINT)
 
 
 def current_block_parallel():
-    """The `BlockParallel` whose `scope()` is active, or None."""
-    stack = getattr(_SCOPES, "stack", None)
-    return stack[-1] if stack else None
-
-
-@contextlib.contextmanager
-def _scope_of(strategy):
-    stack = _SCOPES.__dict__.setdefault("stack", [])
-    stack.append(strategy)
-    try:
-        yield strategy
-    finally:
-        stack.pop()
+    """The executor (`BlockParallel`, `RayPipeline`) whose `scope()` is
+    active, or None."""
+    return executor_lib.current()
 
 
 def default_devices():
     """Every logical GPU, or every logical CPU device when there is no GPU."""
+    import tensorflow as tf
+
     devices = tf.config.list_logical_devices("GPU")
     if not devices:
         devices = tf.config.list_logical_devices("CPU")
     return [d.name for d in devices]
 
 
-class BlockParallel:
+class BlockParallel(executor_lib.Executor):
     """Places the blocks of an `ALModel` on devices, and pipelines them.
 
     Used like a `tf.distribute` strategy: models created under
-    `strategy.scope()` are placed when they are built.  Block i's variables
+    `strategy.scope()` are placed when they are built.  It is their
+    `al_keras.core.executor.Executor`: it places the blocks (`build`,
+    `device`), compiles each block's step for its device (`compile`), and
+    gives the model its placed or pipelined train function
+    (`make_train_function`, around `train_step`) and the drain after each
+    epoch (`fit_callbacks`); what it keeps per model is the model's
+    `placement_state(model)`.  TensorFlow backend only.  Block i's variables
     and optimizer slots are created on its device and its training ops run
     there; inference (`predict`, `evaluate`) follows the blocks across the
     devices.
@@ -144,6 +156,9 @@ class BlockParallel:
     def __init__(self, devices=None, placement="auto", pipeline=True,
                  profile_batch_size=32, profile_steps=3, predict=True,
                  jit_compile="auto"):
+        check_backend("BlockParallel")
+        import tensorflow as tf
+
         self.devices = [tf.DeviceSpec.from_string(d).to_string()
                         for d in (devices or default_devices())]
         if not self.devices:
@@ -175,23 +190,112 @@ class BlockParallel:
         self.ideal_speedup = None
         self.overlap_profile = None
         self._model = None  # The model placed last.
+        self._states = weakref.WeakKeyDictionary()  # model -> PlacementState
 
     def scope(self):
         """Context in which `ALModel`s are created and compiled."""
+        import tensorflow as tf
+
         if tf.distribute.has_strategy():
             raise ValueError(
                 "BlockParallel cannot be combined with the tf.distribute "
                 f"strategy {type(tf.distribute.get_strategy()).__name__}."
             )
-        return _scope_of(self)
+        return executor_lib.scope(self)
+
+    def placement_state(self, model):
+        """`model`'s `pipeline.PlacementState`: its blocks' devices, its
+        pipeline buffers (`holder`), whether its blocks' steps are XLA
+        (`jit_blocks`).  Made on first use; kept here, not in the model."""
+        state = self._states.get(model)
+        if state is None:
+            from al_keras.distribute import pipeline
+
+            state = self._states[model] = pipeline.PlacementState()
+        return state
 
     def examples_trained(self):
         """Per block, how many examples the model placed last has trained
         on (all its pipelined fits); None before its first one."""
-        buffers = self._model and self._model._placement.holder
+        buffers = self._model and self.placement_state(self._model).holder
         if buffers is None:
             return None
         return [int(c.numpy()) for c in buffers.examples]
+
+    # ------------------------------------------------------------ executor
+    def device(self, model, index):
+        """`tf.device` of block `index` (a no-op before the model is placed)."""
+        return self.placement_state(model).device(index)
+
+    def build(self, model, input_shape):
+        """Places `model`'s blocks (`place`) before they are built."""
+        self.placement_state(model).devices = self.place(model, input_shape)
+
+    def compile(self, model, kwargs):
+        """XLA compiles for one device: each block's local step is compiled
+        for its own device (`jit_compile`: compile's, or this strategy's
+        for `"auto"`), inside a step that is not."""
+        state = self.placement_state(model)
+        requested = kwargs.get("jit_compile", "auto")
+        state.jit_requested = "jit_compile" in kwargs
+        if requested == "auto":
+            requested = self.jit_compile
+        elif not isinstance(requested, bool):
+            raise ValueError(
+                f"jit_compile must be True, False or 'auto'; got {requested!r}.")
+        state.jit_blocks = requested
+        kwargs["jit_compile"] = False
+        return kwargs
+
+    def compiled(self, model):
+        """Forgets the traced drain and block steps of an earlier compile;
+        a model compiled without `jit_compile` saves the strategy's choice
+        (not the `False` of the step around the blocks)."""
+        state = self.placement_state(model)
+        state.reset_functions()
+        if not state.jit_requested:
+            keras_compat.compile_config(model)["jit_compile"] = state.jit_blocks
+
+    def make_train_function(self, model):
+        """Keras' train function of `model` around `train_step`."""
+        from al_keras.core.trainers import tensorflow as trainer
+
+        return trainer.train_function(model, lambda data: self.train_step(model, data))
+
+    def fit_callbacks(self, model):
+        """Pipelined: the drain after each epoch's last batch."""
+        if not self.pipeline:
+            return []
+        from al_keras.distribute import pipeline
+
+        return [pipeline.DrainAtEpochEnd(model, self.placement_state(model))]
+
+    def train_step(self, model, data):
+        """One training step of `model` on `data`, its blocks on their
+        devices: pipelined (`pipeline.pipelined_step`, the metrics of the
+        batch leaving the last block) or block after block
+        (`pipeline.placed_step`)."""
+        from al_keras.distribute import pipeline
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not model.built:
+            # Keras (without a distribution strategy) builds a model on its
+            # first traced step; the block optimizers are built with it.
+            model.build(x.shape)
+        model.follow_learning_rate()
+        state = self.placement_state(model)
+        if self.pipeline:
+            pipeline.pipelined_step(model, state, x, y, sample_weight)
+            model.count_step(x)
+            return model.get_metrics_result()
+        return pipeline.placed_step(model, state, x, y, sample_weight)
+
+    def drain(self, model):
+        """Finishes the batches still in `model`'s pipeline (`fit` does it
+        after each epoch)."""
+        from al_keras.distribute import pipeline
+
+        pipeline.drain(model, self.placement_state(model))
 
     # ---------------------------------------------------------------- plan
     def place(self, model, input_shape):
@@ -302,8 +406,10 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
         `backward` (the rest of the step: backward passes, updates and the
         label side), `activation_bytes` (`s_i` and `t_i`, handed on).
     """
-    with _scope_of(None), tf.device(device):
-        copy = model.__class__.from_config(model.get_config())
+    import tensorflow as tf
+
+    with executor_lib.scope(None), tf.device(device):
+        copy = type(model).from_config(model.get_config())
         copy.build((None,) + tuple(input_shape)[1:])
         s = tf.random.uniform((batch_size,) + tuple(input_shape)[1:])
         t = tf.one_hot(tf.zeros([batch_size], "int32"), model.num_classes)
@@ -313,7 +419,7 @@ def measure_block_costs(model, input_shape, batch_size=32, steps=3,
             optimizers[0].build(block.label_side_variables)
             optimizers[1].build(block.input_side_variables)
             step = tf.function(
-                lambda s, t, i=index, o=optimizers: copy._train_block(
+                lambda s, t, i=index, o=optimizers: copy.train_block(
                     i, s, t, None, o), jit_compile=jit_compile)
             forward = tf.function(
                 lambda s, b=block: b.bridge(b.encoder(s, training=True),
@@ -392,10 +498,11 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
     Returns:
         An `OverlapProfile` (seconds per pass).
     """
+    import tensorflow as tf
+
     order = list(dict.fromkeys(devices))
-    with _scope_of(None):
-        copy = model.__class__.from_config(model.get_config())
-        copy._placement.devices = list(devices)
+    with executor_lib.scope(_OnDevices(devices)):
+        copy = type(model).from_config(model.get_config())
         copy.build((None,) + tuple(input_shape)[1:])
         spec = keras.KerasTensor((batch_size,) + tuple(input_shape)[1:])
         t_shape, t_dtype = (batch_size, model.num_classes), "float32"
@@ -413,7 +520,7 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
 
         def local_step(index, optimizers):
             def step(s, t):
-                return copy._train_block(index, s, t, None, optimizers)
+                return copy.train_block(index, s, t, None, optimizers)
             return tf.function(step, jit_compile=True, autograph=False) if jit_compile else step
 
         def device_pass(entries):
@@ -444,7 +551,21 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
                           concurrent_seconds=min(together))
 
 
+class _OnDevices(executor_lib.Executor):
+    """Block i on `devices[i]`, nothing else: `measure_overlap`'s copy."""
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+
+    def device(self, model, index):
+        import tensorflow as tf
+
+        return tf.device(self.devices[index])
+
+
 def _finish(result):
+    import tensorflow as tf
+
     tf.nest.map_structure(lambda r: r.numpy(), result)
 
 
@@ -459,6 +580,8 @@ def _seconds_of(function, calls, at_least=0.05):
 
 
 def _seconds_per_call(function, args, calls):
+    import tensorflow as tf
+
     tf.nest.map_structure(lambda r: r.numpy(), function(*args))  # Warm-up.
     start = time.perf_counter()
     for _ in range(calls):
@@ -468,4 +591,6 @@ def _seconds_per_call(function, args, calls):
 
 
 def _num_bytes(tensor):
+    import tensorflow as tf
+
     return int(tf.size(tensor).numpy()) * tensor.dtype.size

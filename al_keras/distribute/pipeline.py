@@ -1,18 +1,32 @@
-"""The pipelined training step of `BlockParallel(pipeline=True)`.
+"""The training steps of `BlockParallel`: placed, and pipelined.
 
-Step n of a model of L blocks: block 1 trains on batch n, block k on batch
-n - k + 1, whose `s_{k-1}`, `t_{k-1}`, labels and sample weights block k-1
-left in the buffer of boundary k-1 (variables on block k's device) in step
-n - 1.  All buffers are read at the start of the step and written at its
-end, so the L blocks' local steps share no variable and TensorFlow's
-executor runs them at the same time.  A block whose buffer is empty (pipeline
-filling at the start of an epoch, draining at its end) skips its update.
+TensorFlow only: `BlockParallel` imports this module when it first needs a
+step (the package imports without TensorFlow).
 
-`drain(model)` runs the L - 1 steps that finish the batches still in the
-buffers; `ALModel.fit` calls it after the last batch of each epoch.
+* `placed_step` (`pipeline=False`): block by block, each block's whole
+  local step (`model.train_block`) on its device, `s_i` and `t_i` handed
+  between the devices in between.
+* `pipelined_step` (`pipeline=True`).  Step n of a model of L blocks: block
+  1 trains on batch n, block k on batch n - k + 1, whose `s_{k-1}`,
+  `t_{k-1}`, labels and sample weights block k-1 left in the buffer of
+  boundary k-1 (variables on block k's device) in step n - 1.  All buffers
+  are read at the start of the step and written at its end, so the L
+  blocks' local steps share no variable and TensorFlow's executor runs them
+  at the same time.  A block whose buffer is empty (pipeline filling at the
+  start of an epoch, draining at its end) skips its update.
+
+`drain(model, state)` runs the L - 1 steps that finish the batches still in
+the buffers; `DrainAtEpochEnd` (one of `BlockParallel.fit_callbacks`) calls
+it after the last batch of each epoch.
+
+Both steps use only the model's public methods (`train_block`, `targets`,
+`record_losses`, `scores`, `count_step`, ...); what they keep between steps
+(devices, buffers, traced functions) is the model's `PlacementState`, which
+its `BlockParallel` holds.
 """
 
 import contextlib
+import weakref
 
 import keras
 import tensorflow as tf
@@ -22,28 +36,29 @@ _HANDED_ON = ("s", "t", "y", "sample_weight")
 
 
 class PlacementState:
-    """Where an `ALModel`'s blocks live, and its pipeline buffers.
+    """Where one `ALModel`'s blocks live, and its pipeline buffers.
 
-    A plain object so that Keras neither tracks nor saves it: the buffers
+    Kept by the model's `BlockParallel` (`strategy.placement_state(model)`),
+    not by the model: Keras neither tracks nor saves it, and the buffers
     hold activations in flight, not model state.
+
+    Attributes:
+        devices: the device name of each block, once the model is built.
+        holder: the pipeline's buffers (`_Buffers`), once a pipelined step
+            is traced.
+        drain_function: the traced drain step.
+        jit_blocks: whether each block's local step is compiled with XLA
+            for its device (set by `compile`).
+        block_functions: block index -> its compiled local step.
     """
 
-    def __init__(self, strategy):
-        self.strategy = strategy
-        self.devices = None  # Device name per block, once built.
-        self.holder = None  # _Buffers, once a pipelined step is traced.
+    def __init__(self):
+        self.devices = None
+        self.holder = None
         self.drain_function = None
-        self.jit_blocks = None  # Whether each block's step is XLA (placed).
-        self.block_functions = {}  # Block index -> its compiled local step.
-
-    def block_jit_compile(self, requested):
-        """Whether placed blocks compile their steps: `requested` (compile's
-        `jit_compile`), or the strategy's `jit_compile` for `"auto"`."""
-        if requested == "auto":
-            return bool(getattr(self.strategy, "jit_compile", False))
-        if not isinstance(requested, bool):
-            raise ValueError(f"jit_compile must be True, False or 'auto'; got {requested!r}.")
-        return requested
+        self.jit_blocks = None
+        self.jit_requested = False  # Whether compile was given jit_compile.
+        self.block_functions = {}
 
     def reset_functions(self):
         """Forgets the traced drain and block steps (after a new compile)."""
@@ -51,7 +66,7 @@ class PlacementState:
         self.block_functions = {}
 
     def block_step(self, model, index):
-        """Block `index`'s local step (`model._train_block`): compiled with
+        """Block `index`'s local step (`model.train_block`): compiled with
         XLA for the block's device when `jit_blocks`, else the plain call.
 
         Called under the block's `tf.device`, the compiled function runs
@@ -59,23 +74,13 @@ class PlacementState:
         cross devices outside it, in the step around it.
         """
         if not self.jit_blocks:
-            return lambda *args: model._train_block(index, *args)
+            return lambda *args: model.train_block(index, *args)
         if index not in self.block_functions:
+            model_ref = weakref.ref(model)  # The strategy keeps the state.
             self.block_functions[index] = tf.function(
-                lambda s, t, weight: model._train_block(index, s, t, weight),
+                lambda s, t, weight: model_ref().train_block(index, s, t, weight),
                 jit_compile=True, autograph=False, reduce_retracing=True)
         return self.block_functions[index]
-
-    @property
-    def pipelined(self):
-        return self.strategy is not None and self.strategy.pipeline
-
-    @property
-    def places_devices(self):
-        """Whether the blocks are placed on devices of this process
-        (`BlockParallel`, not the stage processes of a `RayPipeline`)."""
-        return self.strategy is not None and not getattr(
-            self.strategy, "remote_stages", False)
 
     def device(self, index):
         """`tf.device` scope of block `index` (a no-op when not placed).
@@ -94,11 +99,35 @@ class PlacementState:
             yield
 
 
+def placed_step(model, state, x, y, sample_weight):
+    """The step of blocks placed on devices, not pipelined: block by block,
+    each block's whole local step on its device (one XLA computation there
+    when compiled), `s_i` and `t_i` handed between the devices in between.
+    It computes what the model's sequential `train_step` computes: block
+    i+1 gets the `s_i`, `t_i` from before block i's updates, and the
+    metrics decode with the `h_i` read at the start of the step."""
+    decoders = decoder_weights(model)
+    s, t = x, model.targets(y)
+    assoc_losses, ae_losses, applied = [], [], []
+    for index in range(model.num_blocks):
+        with state.block_scope(index):
+            s, t, prediction, assoc, ae, block_applied = (
+                state.block_step(model, index)(s, t, sample_weight))
+        assoc_losses.append(assoc)
+        ae_losses.append(ae)
+        applied.append(block_applied)
+    with state.device(model.num_blocks - 1):
+        y_pred = decode(model, prediction, decoders)
+    model.count_step(x)
+    model.record_losses(assoc_losses, ae_losses, applied=(
+        applied if model.on_nonfinite_loss == "skip" else None))
+    return model.step_logs(model.compute_metrics(x, y, y_pred, sample_weight))
+
+
 class _Buffers:
     """Per boundary: the activations, labels and weights handed on."""
 
-    def __init__(self, model, x, y):
-        state = model._placement
+    def __init__(self, model, state, x, y):
         spec = keras.KerasTensor((None,) + tuple(x.shape[1:]), dtype=x.dtype)
         self.x_spec = tf.TensorSpec(spec.shape, x.dtype)
         self.y_spec = tf.TensorSpec((None,) + tuple(y.shape[1:]), y.dtype)
@@ -144,12 +173,11 @@ def _empty_variable(shape, dtype):
                        trainable=False)
 
 
-def train_step(model, x, y, sample_weight):
+def pipelined_step(model, state, x, y, sample_weight):
     """One pipelined step; updates the loss trackers and compiled metrics."""
-    state = model._placement
     if state.holder is None:
         with tf.init_scope():
-            state.holder = _Buffers(model, x, y)
+            state.holder = _Buffers(model, state, x, y)
     buffers = state.holder
     buffers.check(x, y)
     if sample_weight is None:
@@ -157,8 +185,7 @@ def train_step(model, x, y, sample_weight):
     sample_weight = tf.reshape(tf.cast(sample_weight, "float32"), [-1])
     # Every read comes before every write (TF orders the ops on a variable
     # as written), and before any block updates its h_i.
-    incoming = [(x, model._targets(y), y,
-                 sample_weight)]
+    incoming = [(x, model.targets(y), y, sample_weight)]
     for boundary in buffers.boundaries:
         incoming.append(tuple(boundary[k].read_value() for k in _HANDED_ON))
     decoders = decoder_weights(model)
@@ -170,7 +197,7 @@ def train_step(model, x, y, sample_weight):
             is_active = tf.shape(s_prev)[0] > 0
             s, t, prediction, assoc, ae, block_applied = tf.cond(
                 is_active,
-                lambda: _train(model, buffers, index, s_prev, t_prev, weights),
+                lambda: _train(model, state, index, s_prev, t_prev, weights),
                 lambda: _idle(model, index, buffers),
             )
         outgoing.append((s, t, labels, weights))
@@ -184,7 +211,7 @@ def train_step(model, x, y, sample_weight):
             for key, value in zip(_HANDED_ON, outgoing[index]):
                 boundary[key].assign(value)
 
-    model._record_losses(assoc_losses, ae_losses, weights=active, applied=(
+    model.record_losses(assoc_losses, ae_losses, weights=active, applied=(
         applied if model.on_nonfinite_loss == "skip" else None))
     _, _, labels, weights = incoming[-1]
     with state.device(model.num_blocks - 1):
@@ -192,8 +219,9 @@ def train_step(model, x, y, sample_weight):
     model.compute_metrics(None, labels, y_pred, weights)
 
 
-def _train(model, buffers, index, s_prev, t_prev, sample_weight):
-    s, t, prediction, assoc, ae, applied = model._placement.block_step(
+def _train(model, state, index, s_prev, t_prev, sample_weight):
+    buffers = state.holder
+    s, t, prediction, assoc, ae, applied = state.block_step(
         model, index)(s_prev, t_prev, sample_weight)
     buffers.examples[index].assign_add(
         tf.cast(tf.shape(s_prev)[0], "int64"))
@@ -242,18 +270,19 @@ def decode(model, prediction, decoders):
             reversed(model.blocks), reversed(decoders)):
         t, _ = block.label_decoder.stateless_call(
             trainable, non_trainable, t)
-    return model._scores(t)
+    return model.scores(t)
 
 
-def drain(model):
+def drain(model, state):
     """Finishes the batches still in the pipeline (L - 1 steps)."""
-    state = model._placement
     buffers = state.holder
     if buffers is None or not buffers.boundaries:
         return
     if state.drain_function is None:
+        model_ref = weakref.ref(model)  # The strategy keeps the state.
+
         def drain_step(x, y):
-            train_step(model, x, y, None)
+            pipelined_step(model_ref(), state, x, y, None)
 
         # Traced for any batch size: an input of static size 0 would let
         # Grappler fold the buffers' shapes to 0 in the whole step.
@@ -273,9 +302,10 @@ class DrainAtEpochEnd(keras.callbacks.Callback):
     its first epoch) it drains in `on_epoch_end`, i.e. after validation.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, state):
         super().__init__()
         self._pipelined_model = model
+        self._state = state
         self._drained = True
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -294,5 +324,5 @@ class DrainAtEpochEnd(keras.callbacks.Callback):
 
     def _drain(self):
         if not self._drained:
-            drain(self._pipelined_model)
+            drain(self._pipelined_model, self._state)
             self._drained = True

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from tensorflow.errors import OutOfRangeError
 
+from al_keras.core import keras_compat
 from al_keras.distribute import ray_stage
 
 
@@ -43,15 +44,14 @@ class Engine:
         cpus, gpus = strategy.stage_resources()
         config = keras.saving.serialize_keras_object(model)
         config.pop("compile_config", None)  # Each stage makes its own optimizers.
-        shape = tuple(next(iter(model._build_shapes_dict.values())))[1:]
+        shape = keras_compat.built_input_shape(model)[1:]
         self._forward = [None] * count  # Per stage: its last hand-over on,
         self._backward = [None] * count  # and back (decoded predictions).
         self._labels = collections.deque()  # (y, sample_weight) not yet scored.
         self._inflight = collections.deque()  # Per call: (results, passed on).
         worker = ray.remote(ray_stage.StageWorker)
         # Training metrics (e.g. accuracy) need each batch's decoded prediction.
-        self.decodes = bool(model._compile_metrics is not None
-                            and model._compile_metrics._user_metrics)
+        self.decodes = bool(keras_compat.user_metrics(model))
         self.stages = [
             worker.options(num_cpus=cpus, num_gpus=gpus).remote(
                 config, shape, keras.optimizers.serialize(model.optimizer), stage,
@@ -92,10 +92,9 @@ class Engine:
             sample_weight = (np.ones(len(x), "float32") if sample_weight is None
                              else np.asarray(sample_weight, "float32").reshape(-1))
             batches.append((x, y, sample_weight))
-        metrics = self.model._compile_metrics
-        if metrics is not None and not metrics.built:
+        if not keras_compat.compiled_metrics_built(self.model):
             # Keras builds them when it traces its own train function.
-            self.model._symbolic_build(data_batch=batches[0])
+            keras_compat.symbolic_build(self.model, batches[0])
         if self.decodes:
             self._labels.extend((y, w) for _, y, w in batches)
         self._step(batches)
@@ -176,7 +175,7 @@ class Engine:
         model = self.model
         for t in decoded:
             y, sample_weight = self._labels.popleft()
-            model.compute_metrics(None, y, model._scores(t), sample_weight)
+            model.compute_metrics(None, y, model.scores(t), sample_weight)
 
     def drain(self):
         """Runs the calls that finish the batches still in the pipeline (and

@@ -28,9 +28,10 @@ Example:
 import os
 import re
 
+from al_keras.core import executor as executor_lib
 from al_keras.data.datasets import can_connect
 from al_keras.distribute import pipeline_simulator
-from al_keras.distribute.block_parallel import _scope_of, measure_block_costs
+from al_keras.distribute.block_parallel import check_backend
 
 RAY_INSTALL = 'pip install -e ".[ray]"'
 CONNECT_TIMEOUT_S = 5.0
@@ -122,12 +123,17 @@ def check_stage_resources(stages, cpus_per_stage, gpus_per_stage, total_cpus, to
     return cpus, gpus
 
 
-class RayPipeline:
+class RayPipeline(executor_lib.Executor):
     """Trains an `ALModel`'s blocks in pipelined processes, on Ray.
 
     Used like a strategy: models created under `strategy.scope()` are
     trained by the stages when `fit` is called; `evaluate`, `predict`,
-    `save` and `export` run on the driver's model as usual.
+    `save` and `export` run on the driver's model as usual.  It is their
+    `al_keras.core.executor.Executor`: it plans the stages when the model
+    is built (`build`), starts them and syncs each epoch (`fit_callbacks`),
+    and gives the model the train function that feeds them
+    (`make_train_function`).  TensorFlow backend only (the stages train
+    with TensorFlow).
 
     Args:
         num_stages: processes (default: one per CPU core, at most one per
@@ -156,12 +162,12 @@ class RayPipeline:
         stage_hosts: `(host, pid, Ray node id)` of each stage.
     """
 
-    remote_stages = True  # ALModel.fit hands the training steps to `start_fit`.
     pipeline = False  # No in-process pipelined step on the driver.
 
     def __init__(self, num_stages=None, cpus_per_stage=None, gpus_per_stage=0,
                  address=None, placement="auto", jit_compile=True,
                  profile_batch_size=32, steps_ahead=2):
+        check_backend("RayPipeline")
         check_arguments(num_stages, cpus_per_stage, gpus_per_stage, placement)
         self._ray = _import_ray()
         self.num_stages = num_stages
@@ -183,7 +189,7 @@ class RayPipeline:
 
     def scope(self):
         """Context in which the `ALModel` is created and compiled."""
-        return _scope_of(self)
+        return executor_lib.scope(self)
 
     def _connect(self):
         """Joins the Ray cluster at `address`, or starts a local one (once)."""
@@ -245,6 +251,8 @@ class RayPipeline:
             if stages == 1:
                 indices = [0] * num_blocks
             else:
+                from al_keras.distribute.block_parallel import measure_block_costs
+
                 profile = measure_block_costs(model, input_shape, self.profile_batch_size)
                 self.block_costs = [c.compute for c in profile]
                 indices = pipeline_simulator.balanced_partition(self.block_costs, stages)
@@ -274,11 +282,30 @@ class RayPipeline:
         return (f"RayPipeline: {len(self.stage_blocks or [])} stages ({stages})"
                 f"{predicted}{where}")
 
+    # ------------------------------------------------------------ executor
+    def build(self, model, input_shape):
+        """Plans the stages (`place`) when the driver's model is built."""
+        self.place(model, input_shape)
+
+    def fit_callbacks(self, model):
+        """The start of the stages and their sync around each epoch."""
+        if not model.built or not model.compiled:
+            raise ValueError("Under a RayPipeline, build and compile the model "
+                             "before fit (al_keras.models.get builds it).")
+        return [self.start_fit(model)]
+
+    def make_train_function(self, model):
+        """The engine's train function, which feeds the stages, once `fit`
+        started them for `model` (else None: the model's own step)."""
+        if self._engine is None or self._engine.model is not model:
+            return None
+        return self._engine.train_function
+
     # ------------------------------------------------------------------ fit
     def start_fit(self, model):
-        """Makes the stages (first time), sets `model.train_function` to the
-        pipelined step, and returns the callback that fills, drains and
-        syncs the weights around each epoch."""
+        """Makes the stages (first time), makes the engine's pipelined step
+        `model.train_function`, and returns the callback that fills, drains
+        and syncs the weights around each epoch."""
         from al_keras.distribute import ray_engine
 
         if self._engine is None or self._engine.model is not model:
@@ -286,7 +313,7 @@ class RayPipeline:
                 self._engine.close()
             self._connect()
             self._engine = ray_engine.Engine(self, model)
-        model.train_function = self._engine.train_function
+        model.make_train_function(force=True)  # Asks `make_train_function`.
         return self._engine.callback()
 
     def sync(self):

@@ -3,7 +3,7 @@
 `StageWorker` runs inside a Ray actor (its own Python process, its own
 TensorFlow thread pools).  It rebuilds the `ALModel` from its Keras config,
 owns the block optimizers of its blocks, and trains them with the model's own
-local step (`ALModel._train_block`, both local losses, both updates), compiled
+local step (`ALModel.train_block`, both local losses, both updates), compiled
 by XLA.  What it receives and hands on are forward activations only: the
 batch (first stage) or the previous stage's `(s, t, sample_weight)`; no
 gradient ever leaves a stage.
@@ -80,7 +80,7 @@ class StageWorker:
         def train(s, t, sample_weight):
             losses, applied = [], []
             for index in self.blocks:
-                s, t, prediction, assoc, ae, done = model._train_block(
+                s, t, prediction, assoc, ae, done = model.train_block(
                     index, s, t, sample_weight, self.optimizers[index])
                 losses.append(tf.stack([assoc, ae]))
                 applied.append(done)
@@ -89,7 +89,7 @@ class StageWorker:
         self._step = tf.function(train, jit_compile=jit_compile, reduce_retracing=True)
 
         self._decode = tf.function(  # h_i of this stage's blocks, last block first.
-            lambda t: model._decode_through(t, reversed(self.blocks)),
+            lambda t: model.decode_through(t, reversed(self.blocks)),
             jit_compile=jit_compile, reduce_retracing=True)
         self.decodes = bool(decode_predictions)
 

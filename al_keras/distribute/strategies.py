@@ -8,6 +8,9 @@ splitting one device into several (`split_cpu`, `split_gpu`).
   works under them as any Keras model does (`with strategy.scope(): model =
   ...; model.compile(...)`); several hosts are configured by `TF_CONFIG`
   (docs/several-devices.md).
+
+Every kind but `"none"` needs Keras' TensorFlow backend; TensorFlow is
+imported only when one is made, so that the package imports without it.
 """
 
 import contextlib
@@ -15,10 +18,28 @@ import os
 import shutil
 import subprocess
 
-import tensorflow as tf
+import keras
 
-from al_keras.distribute.block_parallel import BlockParallel
+from al_keras.distribute.block_parallel import BlockParallel, check_backend
 from al_keras.distribute.ray_pipeline import RayPipeline
+
+_TF_DISTRIBUTE = {"mirrored": "MirroredStrategy",
+                  "multi_worker": "MultiWorkerMirroredStrategy"}
+
+
+def _check_tf_distribute(kind):
+    """A one-line ValueError unless tf.distribute's `kind` can run here."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        installed = False
+    else:
+        installed = True
+    if not installed or keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"distribute={kind!r} (tf.distribute.{_TF_DISTRIBUTE[kind]}) needs "
+            "TensorFlow and Keras' TensorFlow backend (pip install tensorflow; "
+            "KERAS_BACKEND=tensorflow); on JAX, train one model per process.")
 
 
 def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
@@ -30,6 +51,8 @@ def split_cpu(num_devices, threads_per_device=1, concurrent_ops=None):
     (on a CPU they share one pool).  Returns the first `num_devices` if the
     CPU is already split into at least that many.
     """
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current is not None and len(current) >= num_devices:
@@ -83,6 +106,8 @@ def split_gpu(num_devices, memory_limit_mb=None, share=0.9):
         share: the fraction of the GPU's memory the logical GPUs take
             together when `memory_limit_mb` is not given.
     """
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         raise RuntimeError("split_gpu: TensorFlow sees no GPU.")
@@ -131,6 +156,14 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
         return None
     if kind == "ray":
         return RayPipeline(placement=placement, **(ray_options or {}))
+    if kind == "blocks":
+        check_backend("BlockParallel")
+    elif kind in _TF_DISTRIBUTE:
+        _check_tf_distribute(kind)
+    else:
+        raise ValueError(f"Unknown distribute {kind!r}.")
+    import tensorflow as tf
+
     if kind == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
@@ -173,4 +206,8 @@ def strategy_scope(strategy):
 
 def replicas_in_sync():
     """Number of replicas whose gradients are summed (1 without a strategy)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
     return tf.distribute.get_strategy().num_replicas_in_sync

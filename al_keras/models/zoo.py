@@ -27,6 +27,7 @@ import numbers
 
 import keras
 
+from al_keras.core import keras_compat
 from al_keras.core.al_model import ALModel
 from al_keras.core.block import AssociatedBlock
 from al_keras.core.bp_model import BPModel
@@ -430,9 +431,9 @@ def bp_twin(al_model, head_activation="relu", input_shape=None):
         sequence_pooling=al_model.blocks[-1].bridge_sequence_pooling,
         preprocessor=al_model.preprocessor,
     )
-    shapes = getattr(al_model, "_build_shapes_dict", None)
+    built_shape = keras_compat.built_input_shape(al_model)
     if input_shape is not None:
         model.build((None,) + tuple(input_shape))
-    elif shapes:
-        model.build(next(iter(shapes.values())))
+    elif built_shape:
+        model.build(built_shape)
     return model

@@ -448,12 +448,10 @@ def _check_ray_plan(config, settings):
         raise ConfigError(f"config.{e}") from None
     if config.ray_address:
         return  # Another cluster's resources: checked once it is joined.
-    import tensorflow as tf
-
     try:
         ray_pipeline.check_stage_resources(
             stages, config.cpus_per_stage or None, config.gpus_per_stage,
-            os.cpu_count() or 1, len(tf.config.list_physical_devices("GPU")),
+            os.cpu_count() or 1, local_gpu_count(),
             where="this machine (a local Ray)")
     except ray_pipeline.StageResourceError as e:
         raise ConfigError(f"config.{e.option}={config[e.option]!r} is invalid: {e}") from None
@@ -468,3 +466,19 @@ def num_model_blocks(config, settings):
         options["vocab_size"] = config.vocab_size
     shape = (config.sequence_length,) if text else (32, 32, 3)
     return len(make_encoders(shape, **options))
+
+
+def local_gpu_count():
+    """The GPUs of this machine that Keras' backend sees."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        try:
+            return len(jax.devices("gpu"))
+        except RuntimeError:  # No GPU backend.
+            return 0
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))

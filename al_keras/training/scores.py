@@ -5,8 +5,8 @@ mean of its precision and recall); a class never predicted and absent from
 the labels is left out, one never predicted but present counts 0.
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 
 def confusion(labels, predictions, num_classes):
@@ -33,13 +33,33 @@ def test_scores(model, data, num_classes):
     Args:
         model: an `ALModel` (every exit, from one pass of the encoders) or
             another classifier (one output).
-        data: a dataset of `(x, y)` batches, labels as class ids or one-hot.
+        data: a dataset of `(x, y)` batches, labels as class ids or one-hot:
+            a `tf.data.Dataset`, a `keras.utils.PyDataset`, or another
+            iterable of them.
         num_classes: int.
 
     Returns:
         `{"accuracy": [...], "macro_f1": [...]}`, one entry per exit (the
         last is the full path), or one entry for a model without exits.
     """
+    if keras.backend.backend() == "tensorflow":
+        counts = _tensorflow_counts(model, data, num_classes)
+    else:
+        counts = _counts(model, data, num_classes)
+    counts = counts or [np.zeros((num_classes, num_classes), np.int64)]
+    return {"accuracy": [float(np.trace(c) / max(c.sum(), 1)) for c in counts],
+            "macro_f1": [macro_f1(c) for c in counts]}
+
+
+def _class_ids(y):
+    y = np.asarray(y)
+    return y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+
+
+def _tensorflow_counts(model, data, num_classes):
+    """The confusion matrices of every exit, from a `tf.function` of a batch."""
+    import tensorflow as tf
+
     exits = getattr(model, "num_blocks", None)
 
     @tf.function
@@ -50,10 +70,26 @@ def test_scores(model, data, num_classes):
 
     counts = None
     for x, y in data:
-        ids = y.numpy().argmax(-1) if len(y.shape) == 2 and y.shape[-1] > 1 else \
-            y.numpy().reshape(-1)
+        ids = _class_ids(y)
         found = [confusion(ids, p.numpy(), num_classes) for p in predict(x)]
         counts = found if counts is None else [c + f for c, f in zip(counts, found)]
-    counts = counts or [np.zeros((num_classes, num_classes), np.int64)]
-    return {"accuracy": [float(np.trace(c) / max(c.sum(), 1)) for c in counts],
-            "macro_f1": [macro_f1(c) for c in counts]}
+    return counts
+
+
+def _counts(model, data, num_classes):
+    """The confusion matrices of every exit, on any backend: an AL model's
+    exits from `al_keras.exits.exit_outputs` (one pass), another model's
+    predictions from `predict_on_batch`."""
+    if getattr(model, "num_blocks", None) is not None:
+        from al_keras.core import early_exit
+
+        probabilities, labels = early_exit.exit_outputs(model, data, caller="test_scores")
+        predictions = probabilities.argmax(-1)  # (examples, exits)
+        return [confusion(labels, predictions[:, i], num_classes)
+                for i in range(predictions.shape[1])]
+    counts = None
+    for x, y in data:
+        found = confusion(_class_ids(y), np.asarray(keras.ops.convert_to_numpy(
+            model.predict_on_batch(x))).argmax(-1), num_classes)
+        counts = [found] if counts is None else [counts[0] + found]
+    return counts

@@ -5,11 +5,19 @@ training logs, `val_*` = test set, `val_exit_<i>_accuracy`; identical for
 reruns of a config and seed on the same machine); `timings.csv`
 (`epoch_seconds` per epoch); `tensorboard/` (the same scalars);
 `checkpoints/epoch_<k>.keras` (the model with every optimizer's state after
-epoch k, the last two kept); `results.json`; `saved_model/`; `curves.png`;
+epoch k, the last two kept); `results.json` (with the Keras `backend` and
+the `input_pipeline` it ran on); `saved_model/`; `curves.png`;
 for text sets `vocabulary.txt` (the vectorizer's words, one a line, from
 id 2: a rerun reuses it instead of adapting anew).
 Every file is written atomically (a reader, or a run killed at any moment,
 sees the old file or the new one, never a part).
+
+Without TensorFlow (Keras' JAX backend), the digits and MNIST-format idx
+folders train from NumPy batches (`datasets.load`); what needs TensorFlow
+(the other data sets, `distribute` mirrored and multi_worker) stops the
+run before the workdir is touched with a `TensorFlowRequiredError` naming
+it, and the parts of the outputs that need it (`tensorboard/`,
+`saved_model/`) are left out, each said in one line.
 
 Rerunning with the same config and workdir continues after the last
 finished epoch, exactly as the uninterrupted run would have: epoch e's data
@@ -25,12 +33,17 @@ import os
 import re
 
 import keras
-import tensorflow as tf
 
 from al_keras import distribute, models
 from al_keras.core import early_exit, input_checks, nonfinite
 from al_keras.core.schedules import OriginalSchedule
 from al_keras.data import datasets
+from al_keras.data.errors import (
+    INSTALL_TENSORFLOW,
+    TensorFlowRequiredError,
+    tensorflow_available,
+    tensorflow_required,
+)
 from al_keras.training import config_lib, runs
 from al_keras.training import scores as scores_lib
 from al_keras.training.callbacks import (
@@ -56,7 +69,11 @@ class WorkdirError(RuntimeError):
 # gave, not in al_keras.
 USER_ERRORS = (config_lib.ConfigError, datasets.DatasetUnavailableError, datasets.DataFileError,
                input_checks.InputDataError, nonfinite.NonFiniteLossError,
-               CheckpointError, WorkdirError, distribute.StageFailedError)
+               CheckpointError, WorkdirError, distribute.StageFailedError,
+               TensorFlowRequiredError)
+
+# The `config.distribute` values that are `tf.distribute` strategies.
+TF_DISTRIBUTE = ("mirrored", "multi_worker")
 
 
 def finished_epochs(workdir):
@@ -196,6 +213,28 @@ def make_strategy(config):
                                      f"{e}") from e
 
 
+def check_tensorflow(config):
+    """Raises `TensorFlowRequiredError` (one line naming the part and how to
+    install it) if `config` needs TensorFlow and it is not installed: its
+    data set (`datasets.needs_tensorflow`), or a `tf.distribute` strategy.
+
+    Raises:
+        TensorFlowRequiredError: the first part that needs it.
+        DataFileError: a `data_dir` with only some of its idx files.
+    """
+    if tensorflow_available():
+        return
+    reason = datasets.needs_tensorflow(config.dataset, config.data_dir or None,
+                                       config.augment)
+    if reason:
+        raise TensorFlowRequiredError(reason)
+    if config.distribute in TF_DISTRIBUTE:
+        raise tensorflow_required(
+            f"config.distribute={config.distribute!r} (tf.distribute's data "
+            "parallelism, on Keras' tensorflow backend)",
+            INSTALL_TENSORFLOW + " and --backend=tensorflow")
+
+
 def train_and_evaluate(config, workdir, verbose=1):
     """Trains and evaluates the model of `config`, writing outputs to `workdir`.
 
@@ -210,9 +249,12 @@ def train_and_evaluate(config, workdir, verbose=1):
     Raises:
         One of `USER_ERRORS`, naming the problem: a bad config, data that
         cannot be read or used, a non-finite loss (the last checkpoint is
-        named), or a checkpoint that cannot be resumed from.
+        named), a checkpoint that cannot be resumed from, or a part that
+        needs TensorFlow where it is not installed (before anything is
+        written).
     """
     config_lib.validate(config)
+    check_tensorflow(config)
     export_dir = os.path.join(workdir, "saved_model")
     if config.export and os.path.lexists(export_dir) and not _is_saved_model(export_dir):
         raise WorkdirError(
@@ -239,7 +281,7 @@ def _is_saved_model(path):
 
 def _train_and_evaluate(config, workdir, verbose, strategy, write_config, export_dir):
     if config.deterministic:  # For the whole process: TF cannot turn it off.
-        tf.config.experimental.enable_op_determinism()
+        enable_determinism()
     keras.utils.set_random_seed(config.seed)
 
     vocabulary_path = os.path.join(workdir, "vocabulary.txt")
@@ -303,11 +345,14 @@ def _train_and_evaluate(config, workdir, verbose, strategy, write_config, export
     is_al = config.method == "al"
     if is_al and config.eval_exits:
         callbacks.append(ExitAccuracy(data.test))
-    callbacks += [
-        MetricsLogger(workdir),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
-        EpochCheckpoint(checkpoint_dir),
-    ]
+    callbacks.append(MetricsLogger(workdir))
+    if tensorflow_available():  # Keras' TensorBoard writes with tf.summary.
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")))
+    elif initial_epoch < config.epochs:
+        print("TensorBoard logs (tensorboard/) not written: Keras' TensorBoard callback "
+              f"needs TensorFlow, which is not installed: {INSTALL_TENSORFLOW}; "
+              "metrics.csv holds the same scalars.")
+    callbacks.append(EpochCheckpoint(checkpoint_dir))
     if initial_epoch < config.epochs:
         try:
             model.fit(data.train_epochs(initial_epoch), validation_data=data.test,
@@ -341,6 +386,8 @@ def _train_and_evaluate(config, workdir, verbose, strategy, write_config, export
         "num_test": data.num_test,
         "seed": config.seed,
         "distribute": config.distribute,
+        "backend": keras.backend.backend(),
+        "input_pipeline": data.pipeline,
     }
     if isinstance(strategy, distribute.RayPipeline):
         results["stages"] = [[b + 1 for b in blocks] for blocks in strategy.stage_blocks]
@@ -361,11 +408,35 @@ def _train_and_evaluate(config, workdir, verbose, strategy, write_config, export
     _write_json(os.path.join(workdir, "results.json"), results)
     if config.export and _is_saved_model(export_dir):  # Written once, whole.
         print(f"Export kept: {export_dir} (written by an earlier run of this workdir).")
+    elif config.export and not tensorflow_available():
+        print(f"Export skipped: {tensorflow_required('A SavedModel (saved_model/)')} "
+              "Set config.export=false to leave it out.")
+    elif config.export and keras.backend.backend() != "tensorflow":
+        print(f"Export skipped: a SavedModel is written on Keras' tensorflow backend, "
+              f"this run is on {keras.backend.backend()}: export the last checkpoint "
+              "there (keras.models.load_model, then model.export), or set "
+              "config.export=false.")
     elif config.export:
         model.export(export_dir)
     if history:
         runs.plot_curves([workdir], os.path.join(workdir, "curves.png"))
     return results
+
+
+def enable_determinism():
+    """Deterministic ops for the rest of the process, on Keras' backend:
+    TensorFlow's op determinism, or XLA's deterministic GPU ops for JAX
+    (its CPU ops are deterministic; the flag counts where JAX has not yet
+    started its GPU backend)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
 def calibrate_exit(model, config, data):
