@@ -374,30 +374,26 @@ def tables(report, variant_names):
     lines += ["", "round 1, steps/s at each steps_per_execution (the first fit's seconds, "
               "the cores used while timed):",
               "| model | variant | sweep |", "|---|---|---|"]
-    for model_name, entry in report.items():
-        for variant in variant_names:
-            figures = entry.get(variant)
-            if not figures:
-                continue
-            if figures["sweep"] is None:
-                lines.append(f"| {model_name} | {variant} | {figures['error']} |")
-                continue
-            sweep = ", ".join(
-                f"{spe}: {s:.2f} ({figures['first_fit_seconds'][spe]} s, "
-                f"{(figures['sweep_cores_used'] or {}).get(spe)})" if s
-                else f"{spe}: -" for spe, s in figures["sweep"].items())
-            lines.append(f"| {model_name} | {variant} | {sweep} |")
+    measured = [(model_name, variant, entry[variant]) for model_name, entry in report.items()
+                for variant in variant_names if entry.get(variant)]
+    for model_name, variant, figures in measured:
+        if figures["sweep"] is None:
+            lines.append(f"| {model_name} | {variant} | {figures['error']} |")
+            continue
+        sweep = ", ".join(
+            f"{spe}: {s:.2f} ({figures['first_fit_seconds'][spe]} s, "
+            f"{(figures['sweep_cores_used'] or {}).get(spe)})" if s
+            else f"{spe}: -" for spe, s in figures["sweep"].items())
+        lines.append(f"| {model_name} | {variant} | {sweep} |")
     lines += ["", "every round at the best steps_per_execution: steps/s (cores used; * "
               "under 0.75x the variant's most: other work took CPU):",
               "| model | variant | rounds |", "|---|---|---|"]
-    for model_name, entry in report.items():
-        for variant in variant_names:
-            figures = entry.get(variant)
-            if figures and figures["rounds"]:
-                cores = figures.get("cores_used") or [None] * len(figures["rounds"])
-                rounds = ", ".join(f"{v} ({c}{'*' if busy else ''})" for v, c, busy in zip(
-                    figures["rounds"], cores, contended(cores)))
-                lines.append(f"| {model_name} | {variant} | {rounds} |")
+    for model_name, variant, figures in measured:
+        if figures["rounds"]:
+            cores = figures.get("cores_used") or [None] * len(figures["rounds"])
+            rounds = ", ".join(f"{v} ({c}{'*' if busy else ''})" for v, c, busy in zip(
+                figures["rounds"], cores, contended(cores)))
+            lines.append(f"| {model_name} | {variant} | {rounds} |")
     return "\n".join(lines)
 
 

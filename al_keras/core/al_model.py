@@ -395,6 +395,18 @@ class ALModel(Trainer, exits_lib.ExitsMixin,
                 self.ae_loss_trackers, ae_losses, ae_weights):
             tracker.update_state(value, sample_weight=weight)
 
+    def make_train_function(self, force=False):
+        """Keras' train function: the executor's, or the backend's around
+        this model's `train_step` (`epoch_steps.exact_train_function`)."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        function = None
+        if self.executor is not None:
+            function = self.executor.make_train_function(self)
+        self.train_function = function or epoch_steps.exact_train_function(
+            self, self.train_step)
+        return self.train_function
+
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`; a non-finite local loss stops it (see `compile`),
         and the model's executor adds its own callbacks (a pipeline drains

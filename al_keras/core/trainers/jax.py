@@ -215,15 +215,6 @@ class JaxTrainer:
         self.test_function = keras_compat.looped_step_function(self, test_step)
         return self.test_function
 
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        function = None
-        if self.executor is not None:
-            function = self.executor.make_train_function(self)
-        self.train_function = function or train_function(self, self.train_step)
-        return self.train_function
-
 
 def _current(scope, variables):
     return [scope.get_current_value(v) for v in variables]

@@ -204,15 +204,6 @@ class TensorFlowTrainer:
         nonfinite.check_gradients(grads, variables, family, index)
         return outputs, grads
 
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        function = None
-        if self.executor is not None:
-            function = self.executor.make_train_function(self)
-        self.train_function = function or train_function(self, self.train_step)
-        return self.train_function
-
 
 def _after(tensors, value):
     """`value`, available only once every tensor of `tensors` is computed."""
