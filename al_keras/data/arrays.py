@@ -136,10 +136,28 @@ def _batch(x, y, preprocess):
     return (x if preprocess is None else preprocess(x)), y
 
 
+def split_sizes(num_train, num_test, *, max_train, max_test, validation=0):
+    """How the configs cut a dataset's splits, for tf.data and arrays alike:
+    the last `validation` training examples held out, then the first
+    `max_train` of the rest and the first `max_test` test examples (0: all).
+
+    Returns `(rest, num_train, num_test)`: the training examples before the
+    held-out ones, and the sizes kept; ValueError when nothing is left to
+    train on.
+    """
+    rest = num_train
+    if validation:
+        if validation >= num_train:
+            raise ValueError(
+                f"validation_examples={validation} leaves no training example: the "
+                f"training split has {num_train}; hold out fewer.")
+        rest = num_train - validation
+    kept = min(rest, max_train) if max_train else rest
+    return rest, kept, (min(num_test, max_test) if max_test else num_test)
+
+
 def limit(train, test, *, max_train, max_test, validation=0):
-    """The arrays of `datasets._limit`: the last `validation` training
-    examples held out, then the first `max_train` of the rest / `max_test`
-    test examples (0: all).
+    """`split_sizes` applied to arrays.
 
     Args:
         train, test: `(x, y)` pairs of arrays.
@@ -149,17 +167,7 @@ def limit(train, test, *, max_train, max_test, validation=0):
         without).
     """
     (x, y), (x_test, y_test) = train, test
-    held_out = None
-    if validation:
-        if validation >= len(y):
-            raise ValueError(
-                f"validation_examples={validation} leaves no training example: the "
-                f"training split has {len(y)}; hold out fewer.")
-        rest = len(y) - validation
-        held_out = (x[rest:], y[rest:])
-        x, y = x[:rest], y[:rest]
-    if max_train and max_train < len(y):
-        x, y = x[:max_train], y[:max_train]
-    if max_test and max_test < len(y_test):
-        x_test, y_test = x_test[:max_test], y_test[:max_test]
-    return (x, y), (x_test, y_test), held_out
+    rest, kept, kept_test = split_sizes(len(y), len(y_test), max_train=max_train,
+                                        max_test=max_test, validation=validation)
+    held_out = (x[rest:], y[rest:]) if validation else None
+    return (x[:kept], y[:kept]), (x_test[:kept_test], y_test[:kept_test]), held_out

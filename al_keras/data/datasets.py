@@ -335,23 +335,21 @@ def _numpy_data(name, data_dir, *, batch_size, test_batch_size, seed, augment, m
 
 
 def _limit(data, max_train, max_test, validation=0):
-    """The last `validation` training examples held out, then the first
-    `max_train` of the rest / `max_test` examples (0: all), before shuffling."""
+    """`arrays.split_sizes` applied to a `Data` of tf.data splits, before
+    shuffling."""
+    from al_keras.data import arrays
+
+    rest, kept, kept_test = arrays.split_sizes(
+        data.num_train, data.num_test, max_train=max_train, max_test=max_test,
+        validation=validation)
     if validation:
-        if validation >= data.num_train:
-            raise ValueError(
-                f"validation_examples={validation} leaves no training example: the "
-                f"training split has {data.num_train}; hold out fewer.")
-        rest = data.num_train - validation
         data = dataclasses.replace(data, validation=data.train.skip(rest),
                                    num_validation=validation,
                                    train=data.train.take(rest), num_train=rest)
-    if max_train and max_train < data.num_train:
-        data = dataclasses.replace(data, train=data.train.take(max_train),
-                                   num_train=max_train)
-    if max_test and max_test < data.num_test:
-        data = dataclasses.replace(data, test=data.test.take(max_test),
-                                   num_test=max_test)
+    if kept < data.num_train:
+        data = dataclasses.replace(data, train=data.train.take(kept), num_train=kept)
+    if kept_test < data.num_test:
+        data = dataclasses.replace(data, test=data.test.take(kept_test), num_test=kept_test)
     return data
 
 
