@@ -46,7 +46,6 @@ def missing_private_names(backend=None):
     source of its class.
     """
     import importlib
-    import inspect
 
     backend = backend or keras.backend.backend()
     missing = []
@@ -63,20 +62,23 @@ def missing_private_names(backend=None):
         else:
             missing.append(name)
             continue
-        found = True
-        for attribute in parts[split:]:
-            if hasattr(owner, attribute):
-                owner = getattr(owner, attribute)
-            elif inspect.isclass(owner) and any(
-                    f"self.{attribute}" in _source(cls) for cls in owner.__mro__):
-                found = True
-                break
-            else:
-                found = False
-                break
-        if not found:
+        if not _has(owner, parts[split:]):
             missing.append(name)
     return missing
+
+
+def _has(owner, attributes):
+    """Whether `owner.a.b...` exists; an attribute a class sets in a method
+    (`self.a = ...`) counts once its source (or a base's) says so."""
+    import inspect
+
+    for attribute in attributes:
+        if hasattr(owner, attribute):
+            owner = getattr(owner, attribute)
+        else:
+            return inspect.isclass(owner) and any(
+                f"self.{attribute}" in _source(cls) for cls in owner.__mro__)
+    return True
 
 
 def _source(cls):
