@@ -72,7 +72,18 @@ def choose_backend(argv):
                 else f"{source}: Keras' {name} backend")
         sys.exit(f"train.py: {what} needs {_LIBRARY[name]}, which is not installed: "
                  f"{_INSTALL[name]}{instead}.")
+    if name == "jax" and "--config.distribute=blocks" in argv:
+        split_host_cpu()
     return name
+
+
+def split_host_cpu():
+    """JAX sees one CPU device a core (as `distribute.split_cpu` splits
+    TensorFlow's), set before JAX starts, unless `XLA_FLAGS` says already."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
 
 
 def _configured_backend():

@@ -67,7 +67,6 @@ outvotes one such round.
 
 import datetime
 import json
-import math
 import os
 import socket
 import sys
@@ -94,7 +93,6 @@ VARIANTS = {
     "jax_al": ("jax", "al"),
     "jax_bp": ("jax", "bp"),
 }
-WARMUP_STEPS = 10
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), "Models to time.")
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to time.")
@@ -113,33 +111,6 @@ _CHILD = flags.DEFINE_string("child", None, "(internal) model:variant to time he
 
 
 # ---------------------------------------------------------------- the child
-
-
-def plan(steps_per_execution, steps):
-    """(warm-up steps, timed-fit steps) at `steps_per_execution`: whole calls.
-
-    The warm-up is max(10, spe) steps; the timed fit has one call more than
-    `steps` need, since its clock starts at the end of its first call.
-    """
-    spe = steps_per_execution
-    warmup = math.ceil(max(WARMUP_STEPS, spe) / spe) * spe
-    calls = math.ceil(steps / spe) + 1
-    return warmup, calls * spe
-
-
-def rate(ends):
-    """Steps/s between the first and the last `(steps done, time, ...)` of a fit."""
-    if len(ends) < 2 or ends[-1][1] <= ends[0][1]:
-        return None
-    return (ends[-1][0] - ends[0][0]) / (ends[-1][1] - ends[0][1])
-
-
-def cores_used(ends):
-    """The process' CPU seconds per wall second between the first and the last
-    `(steps done, time, CPU time)` of a fit: how many cores it kept busy."""
-    if len(ends) < 2 or ends[-1][1] <= ends[0][1]:
-        return None
-    return (ends[-1][2] - ends[0][2]) / (ends[-1][1] - ends[0][1])
 
 
 def _config(model_name, method):
@@ -196,59 +167,6 @@ def _versions():
     return versions
 
 
-def _materialise(logs):
-    """Returns once every value of `logs` is a number: once their step has run."""
-    import numpy as np
-
-    for value in (logs or {}).values():
-        if isinstance(value, dict):
-            _materialise(value)
-        else:
-            np.asarray(value)
-
-
-def time_fit(model, x, y, batch_size, steps):
-    """Times `model.fit` (compiled) in the steady state: its steps/s and more.
-
-    A warm-up `fit` of `plan(...)[0]` steps, then one of `plan(...)[1]`
-    steps (`x`, `y` hold at least that many batches) timed from the end of
-    its first call of the compiled step to the end of its last.
-
-    Returns:
-        `{"steps_per_second", "first_fit_seconds", "timed_steps", "cores_used"}`
-        (the process' CPU seconds per second while timed: under 2 on this
-        2-core machine when other work takes CPU, or a step keeps one core).
-    """
-    import keras
-
-    warmup, timed = plan(model.steps_per_execution, steps)
-    ends = []  # (steps done, when the call's step had run, the process' CPU time then)
-
-    class Clock(keras.callbacks.Callback):
-        # On JAX, Keras then runs the callbacks in worker threads and its
-        # loop dispatches the next steps meanwhile, as in a fit without
-        # callbacks (a callback that is not async-safe would make every
-        # call wait for its step).  TensorFlow runs them in its loop.
-        async_safe = True
-
-        def on_train_batch_end(self, batch, logs=None):
-            _materialise(logs)  # Keras' own conversion has waited already.
-            ends.append((batch + 1, time.perf_counter(), time.process_time()))
-
-    start = time.perf_counter()
-    model.fit(x[:batch_size * warmup], y[:batch_size * warmup], batch_size=batch_size,
-              epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-    first_fit = time.perf_counter() - start
-    ends.clear()
-    model.fit(x[:batch_size * timed], y[:batch_size * timed], batch_size=batch_size,
-              epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-    ends.sort()  # (Worker threads may append out of order.)
-    cores = cores_used(ends)
-    return {"steps_per_second": rate(ends), "first_fit_seconds": round(first_fit, 2),
-            "timed_steps": ends[-1][0] - ends[0][0],
-            "cores_used": cores and round(cores, 2)}
-
-
 def time_variant(model_name, variant, candidates, steps, batch_size):
     """Times one variant in this process at each `steps_per_execution` candidate."""
     import keras
@@ -269,8 +187,9 @@ def time_variant(model_name, variant, candidates, steps, batch_size):
         model = _build(model_name, method, config)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
                       steps_per_execution=spe)
-        x, y = _data(model_name, config, batch * plan(spe, steps)[1], np.random.default_rng(0))
-        timing = time_fit(model, x, y, batch, steps)
+        examples = batch * variants_lib.plan(spe, steps)[1]
+        x, y = _data(model_name, config, examples, np.random.default_rng(0))
+        timing = variants_lib.time_fit(model, x, y, batch, steps)
         for key, value in timing.items():
             result[key][str(spe)] = value
         del model

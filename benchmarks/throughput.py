@@ -23,31 +23,37 @@ process, alternated over `--rounds` rounds (the median is reported):
   ray_2         AL under RayPipeline, 2 stages, XLA per stage
   ray_2_plain   the same without XLA
   ray_4         AL under RayPipeline, 4 stages on the same cores (4-block models)
+  jax_bp_best   the BP twin on Keras' JAX backend, jitted, every core
+  jax_al_best   AL on JAX, jitted, every core
+  jax_blocks    AL on JAX under BlockParallel, one host CPU device per core
+                (XLA_FLAGS=--xla_force_host_platform_device_count), pipelined
+                by asynchronous dispatch, each block's step jitted for its device
 
-A process warms up (one epoch of 10 steps: compilation, Ray's actors), then
-fits one epoch of `--steps` steps; its throughput is the steady state, steps
-per second between the first batch end Keras reports after step 10 and the
-last one before the epoch's last call (the once-per-epoch fill, drain and
-weight transfer of the pipelines are left out: at 1,875 steps per
-Fashion-MNIST epoch they cost well under 1%).
+A process warms up (a fit of at least 10 steps: compilation, Ray's actors),
+then fits one epoch of `--steps` steps (`variants.time_fit`); its throughput
+is the steady state, steps per second from the end of that fit's first call
+of the train step to the end of its last (on JAX the clock waits for the
+step: its dispatch is asynchronous).  The pipelines' once-per-epoch drain
+(after the last batch) and weight transfer are left out: at 1,875 steps per
+Fashion-MNIST epoch they cost well under 1%.
 
 Printed per model, and written with `--json` (key: model): steps/s of every
 variant, and `ray_over_bp_best` (the faster of ray_2 and ray_2_plain over the faster BP
 variant), `ray_over_al_best` (over the faster of al_best and al_plain),
-`ray4_over_al_best`, `blocks_over_al_best`, `blocks_plain_over_al_best` and
-`ray_over_limit`, where the
+`ray4_over_al_best`, `blocks_over_al_best`, `blocks_plain_over_al_best`,
+`ray_over_limit`, `jax_blocks_over_jax_al` and `jax_al_over_jax_bp`, where the
 limit is `cores x al_one_core`: what perfect pipelining of AL's XLA step over
 the cores would reach.
 """
 
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import variants as variants_lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -60,8 +66,7 @@ MODELS = {  # name -> (config file, config argument, option overrides)
 }
 VARIANTS = ("bp_best", "bp_mirrored", "al_best", "al_plain", "al_one_core", "al_blocks",
             "al_blocks_plain",
-            "ray_2", "ray_2_plain", "ray_4")
-WARMUP_STEPS, SKIPPED_STEPS = 10, 10
+            "ray_2", "ray_2_plain", "ray_4", "jax_bp_best", "jax_al_best", "jax_blocks")
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), "Models to time.")
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to time.")
@@ -83,6 +88,8 @@ def _strategy(variant):
         return None
     if variant == "bp_mirrored":
         return distribute.make_strategy("mirrored")
+    if variant == "jax_blocks":
+        return distribute.make_strategy("blocks", cores)
     if variant.startswith("al_blocks"):
         return distribute.make_strategy("blocks", cores,
                                         jit_compile=not variant.endswith("_plain"))
@@ -102,7 +109,7 @@ def time_variant(model_name, variant, steps, steps_per_execution=1):
     from al_keras.training import config_lib
 
     config_name, arg, overrides = MODELS[model_name]
-    method = "bp" if variant.startswith("bp") else "al"
+    method = "bp" if "bp_" in variant else "al"
     config = config_lib.load_config_module(
         os.path.join(ROOT, "configs", f"{config_name}.py")).get_config(f"{arg},method={method}")
     shape = (28, 28, 1) if config_name == "fashion_mnist" else (32, 32, 3)
@@ -111,41 +118,43 @@ def time_variant(model_name, variant, steps, steps_per_execution=1):
     with distribute.strategy_scope(strategy):
         model = models.get(config.model, input_shape=shape, num_classes=10, method=method,
                            **options)
-        jit = variant in ("bp_best", "al_best", "al_one_core", "al_blocks")
+        jit = not variant.endswith("_plain") and variant != "bp_mirrored"
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit,
                       steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
-    x = rng.random((32 * steps,) + shape).astype("float32")
+    x = rng.random((32 * variants_lib.plan(steps_per_execution, steps)[1],)
+                   + shape).astype("float32")
     y = rng.integers(0, 10, len(x)).astype("int32")
 
-    ends = []  # (the call's last step, when it ended)
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            ends.append((batch + 1, time.perf_counter()))
-
-    model.fit(x[:32 * WARMUP_STEPS], y[:32 * WARMUP_STEPS], batch_size=32, epochs=1,
-              verbose=0, shuffle=False)
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-    timed = [end for end in ends[:-1] if end[0] >= SKIPPED_STEPS]
-    (first_step, first), (last_step, last) = timed[0], timed[-1]
-    result = {"steps_per_second": (last_step - first_step) / (last - first)}
+    result = variants_lib.time_fit(model, x, y, 32, steps)
+    result["backend"] = keras.backend.backend()
     if variant.startswith("ray"):
         result.update(stages=strategy.stage_blocks, busy=strategy.stage_busy,
                       predicted_speedup=strategy.predicted_speedup)
         strategy.shutdown()
+    if variant == "jax_blocks":
+        result.update(placement=strategy.placement,
+                      predicted_speedup=strategy.predicted_speedup,
+                      describe=strategy.describe())
     return result
 
 
+def child_env(variant):
+    """The environment of a variant's process: Keras' JAX backend for the
+    `jax_` variants (one host CPU device per core for `jax_blocks`)."""
+    if not variant.startswith("jax_"):
+        return {"KERAS_BACKEND": "tensorflow"}
+    env = {"KERAS_BACKEND": "jax"}
+    if variant == "jax_blocks":
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                            f"_device_count={os.cpu_count() or 1}").strip()
+    return env
+
+
 def _spawn(model_name, variant, steps, steps_per_execution):
-    proc = subprocess.run(
-        [sys.executable, __file__, f"--child={model_name}:{variant}", f"--steps={steps}",
-         f"--steps_per_execution={steps_per_execution}"],
-        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{model_name}:{variant} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return variants_lib.spawn(
+        __file__, f"{model_name}:{variant}", env=child_env(variant),
+        args=(f"--steps={steps}", f"--steps_per_execution={steps_per_execution}"))
 
 
 def ratios(medians):
@@ -168,6 +177,8 @@ def ratios(medians):
         "blocks_over_al_best": over(medians.get("al_blocks"), al),
         "blocks_plain_over_al_best": over(medians.get("al_blocks_plain"), al),
         "ray_over_limit": over(ray, cores * one_core if one_core else None),
+        "jax_blocks_over_jax_al": over(medians.get("jax_blocks"), medians.get("jax_al_best")),
+        "jax_al_over_jax_bp": over(medians.get("jax_al_best"), medians.get("jax_bp_best")),
     }
 
 
@@ -178,37 +189,35 @@ def main(argv):
         print("RESULT " + json.dumps(time_variant(model_name, variant, _STEPS.value,
                                                   _STEPS_PER_EXECUTION.value)))
         return
-    runs = {(m, v): [] for m in _MODELS.value for v in _VARIANTS.value}
-    details = {}
-    for round_ in range(_ROUNDS.value):
-        for model_name in _MODELS.value:
-            for variant in _VARIANTS.value:
-                if variant == "ray_4" and model_name.startswith("mlp"):
-                    continue  # 2 blocks: at most 2 stages.
-                result = _spawn(model_name, variant, _STEPS.value,
-                                _STEPS_PER_EXECUTION.value)
-                runs[model_name, variant].append(result["steps_per_second"])
-                details[model_name, variant] = result
-                print(f"round {round_ + 1} {model_name} {variant}: "
-                      f"{result['steps_per_second']:.2f} steps/s", flush=True)
+    pairs = [(m, v) for m in _MODELS.value for v in _VARIANTS.value
+             if not (v == "ray_4" and m.startswith("mlp"))]  # 2 blocks: 2 stages.
+    outcomes = variants_lib.alternate(
+        pairs, lambda pair, round_: _spawn(*pair, _STEPS.value, _STEPS_PER_EXECUTION.value),
+        _ROUNDS.value, log=lambda line: print(line, flush=True))
+    details = {pair: o["results"][-1] for pair, o in outcomes.items() if o["results"]}
     report = {}
     header = "| model | " + " | ".join(_VARIANTS.value) + " |"
     rows = [header, "|" + "---|" * (len(_VARIANTS.value) + 1)]
     for model_name in _MODELS.value:
-        medians = {v: statistics.median(runs[model_name, v]) if runs[model_name, v] else None
-                   for v in _VARIANTS.value}
+        medians = {v: outcomes[model_name, v]["median"] if (model_name, v) in outcomes
+                   else None for v in _VARIANTS.value}
         report[model_name] = {"steps_per_second": {v: s and round(s, 2)
                                                    for v, s in medians.items()},
                               **ratios(medians),
                               "ray_2": details.get((model_name, "ray_2")),
-                              "ray_4": details.get((model_name, "ray_4"))}
+                              "ray_4": details.get((model_name, "ray_4")),
+                              "jax_blocks": details.get((model_name, "jax_blocks")),
+                              "errors": {v: outcomes[model_name, v]["error"]
+                                         for v in _VARIANTS.value
+                                         if outcomes.get((model_name, v), {}).get("error")}}
         rows.append(f"| {model_name} | " + " | ".join(
             f"{medians[v]:.2f}" if medians[v] else "-" for v in _VARIANTS.value) + " |")
     print("\nsteps/s, median of", _ROUNDS.value, "rounds, batch 32,", os.cpu_count(), "cores,",
           _STEPS_PER_EXECUTION.value, "batches per call")
     print("\n".join(rows))
     keys = ("ray_over_bp_best", "ray_over_al_best", "ray4_over_al_best",
-            "blocks_over_al_best", "blocks_plain_over_al_best", "ray_over_limit")
+            "blocks_over_al_best", "blocks_plain_over_al_best", "ray_over_limit",
+            "jax_blocks_over_jax_al", "jax_al_over_jax_bp")
     print("\n| model | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
     for model_name, values in report.items():
         print(f"| {model_name} | " + " | ".join(str(values[k]) for k in keys) + " |")

@@ -18,6 +18,10 @@ in its own process, alternated, after warm-up) in one place:
   the median value, or the one-line error that stopped it (a failed variant
   is not run again).
 
+* `time_fit(model, x, y, batch_size, steps)`, in the child: a compiled
+  `fit`'s steady-state steps/s on either backend (JAX's asynchronous
+  dispatch included: the clock reads the step's logs, i.e. waits for it).
+
 No flags and no TensorFlow here, so that any benchmark script can import it
 before its child picks a backend.
 """
@@ -29,8 +33,10 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 RESULT_PREFIX = "RESULT "
+WARMUP_STEPS = 10  # At least, before a timed fit.
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 
@@ -147,3 +153,84 @@ def alternate(variants, run, rounds, *, value=lambda result: result["steps_per_s
 
 def _name(variant):
     return ":".join(map(str, variant)) if isinstance(variant, tuple) else str(variant)
+
+
+# ------------------------------------------------------- timing, in the child
+def plan(steps_per_execution, steps):
+    """(warm-up steps, timed-fit steps) at `steps_per_execution`: whole calls.
+
+    The warm-up is max(10, spe) steps; the timed fit has one call more than
+    `steps` need, since its clock starts at the end of its first call.
+    """
+    spe = steps_per_execution
+    warmup = math.ceil(max(WARMUP_STEPS, spe) / spe) * spe
+    calls = math.ceil(steps / spe) + 1
+    return warmup, calls * spe
+
+
+def rate(ends):
+    """Steps/s between the first and the last `(steps done, time, ...)` of a fit."""
+    if len(ends) < 2 or ends[-1][1] <= ends[0][1]:
+        return None
+    return (ends[-1][0] - ends[0][0]) / (ends[-1][1] - ends[0][1])
+
+
+def cores_used(ends):
+    """The process' CPU seconds per wall second between the first and the last
+    `(steps done, time, CPU time)` of a fit: how many cores it kept busy."""
+    if len(ends) < 2 or ends[-1][1] <= ends[0][1]:
+        return None
+    return (ends[-1][2] - ends[0][2]) / (ends[-1][1] - ends[0][1])
+
+
+def _materialise(logs):
+    """Returns once every value of `logs` is a number: once their step has run."""
+    import numpy as np
+
+    for value in (logs or {}).values():
+        if isinstance(value, dict):
+            _materialise(value)
+        else:
+            np.asarray(value)
+
+
+def time_fit(model, x, y, batch_size, steps):
+    """Times `model.fit` (compiled) in the steady state: its steps/s and more.
+
+    A warm-up `fit` of `plan(...)[0]` steps, then one of `plan(...)[1]`
+    steps (`x`, `y` hold at least that many batches) timed from the end of
+    its first call of the compiled step to the end of its last.
+
+    Returns:
+        `{"steps_per_second", "first_fit_seconds", "timed_steps", "cores_used"}`
+        (the process' CPU seconds per second while timed: under 2 on this
+        2-core machine when other work takes CPU, or a step keeps one core).
+    """
+    import keras
+
+    warmup, timed = plan(model.steps_per_execution, steps)
+    ends = []  # (steps done, when the call's step had run, the process' CPU time then)
+
+    class Clock(keras.callbacks.Callback):
+        # On JAX, Keras then runs the callbacks in worker threads and its
+        # loop dispatches the next steps meanwhile, as in a fit without
+        # callbacks (a callback that is not async-safe would make every
+        # call wait for its step).  TensorFlow runs them in its loop.
+        async_safe = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            _materialise(logs)  # Keras' own conversion has waited already.
+            ends.append((batch + 1, time.perf_counter(), time.process_time()))
+
+    start = time.perf_counter()
+    model.fit(x[:batch_size * warmup], y[:batch_size * warmup], batch_size=batch_size,
+              epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
+    first_fit = time.perf_counter() - start
+    ends.clear()
+    model.fit(x[:batch_size * timed], y[:batch_size * timed], batch_size=batch_size,
+              epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
+    ends.sort()  # (Worker threads may append out of order.)
+    cores = cores_used(ends)
+    return {"steps_per_second": rate(ends), "first_fit_seconds": round(first_fit, 2),
+            "timed_steps": ends[-1][0] - ends[0][0],
+            "cores_used": cores and round(cores, 2)}

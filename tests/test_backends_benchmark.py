@@ -49,24 +49,24 @@ variants = _load("variants")
 
 
 def test_plan_is_whole_calls_with_one_untimed_call_first():
-    assert backends.plan(1, 32) == (10, 33)
-    assert backends.plan(8, 32) == (16, 40)
-    assert backends.plan(32, 32) == (32, 64)
-    assert backends.plan(32, 40) == (32, 96)  # 40 steps need 2 timed calls.
+    assert variants.plan(1, 32) == (10, 33)
+    assert variants.plan(8, 32) == (16, 40)
+    assert variants.plan(32, 32) == (32, 64)
+    assert variants.plan(32, 40) == (32, 96)  # 40 steps need 2 timed calls.
     for spe in (1, 3, 8, 32):
-        warmup, timed = backends.plan(spe, 20)
+        warmup, timed = variants.plan(spe, 20)
         assert warmup % spe == 0 and timed % spe == 0
-        assert warmup >= backends.WARMUP_STEPS and timed - spe >= 20
+        assert warmup >= variants.WARMUP_STEPS and timed - spe >= 20
 
 
 def test_rate_counts_steps_between_the_first_and_last_call_ends():
-    assert backends.rate([(8, 10.0), (16, 11.0), (24, 12.0)]) == pytest.approx(8.0)
-    assert backends.rate([(1, 5.0)]) is None
-    assert backends.rate([]) is None
+    assert variants.rate([(8, 10.0), (16, 11.0), (24, 12.0)]) == pytest.approx(8.0)
+    assert variants.rate([(1, 5.0)]) is None
+    assert variants.rate([]) is None
     ends = [(8, 10.0, 100.0), (16, 11.0, 101.5), (24, 12.0, 103.0)]
-    assert backends.rate(ends) == pytest.approx(8.0)
-    assert backends.cores_used(ends) == pytest.approx(1.5)
-    assert backends.cores_used(ends[:1]) is None
+    assert variants.rate(ends) == pytest.approx(8.0)
+    assert variants.cores_used(ends) == pytest.approx(1.5)
+    assert variants.cores_used(ends[:1]) is None
 
 
 def test_contended_rounds_kept_far_fewer_cores_busy_than_the_most():

@@ -225,6 +225,13 @@ class ALModel(Trainer, exits_lib.ExitsMixin,
         made in (`BlockParallel`, `RayPipeline`), or None."""
         return self._executor.value
 
+    def hand_to_block(self, index, x):
+        """`x` where block `index` can take it (its executor moves an
+        eager array between devices where a backend does not; else `x`)."""
+        if self.executor is None:
+            return x
+        return self.executor.hand_to_block(self, index, x)
+
     def block_device(self, index):
         """The context in which block `index`'s variables and ops live (its
         executor's device for it; a no-op without one)."""

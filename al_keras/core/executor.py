@@ -28,6 +28,11 @@ class Executor:
         """The context in which block `index`'s variables and ops live."""
         return contextlib.nullcontext()
 
+    def hand_to_block(self, model, index, x):
+        """`x` (an input of block `index` in an eager call) where that block
+        can take it."""
+        return x
+
     def build(self, model, input_shape):
         """Called before the model's blocks are built (e.g. to place them)."""
 
@@ -41,6 +46,11 @@ class Executor:
     def make_train_function(self, model):
         """The model's train function, or None for the model's own."""
         return None
+
+    def inference_function(self, model, function):
+        """The model's test or predict function (JAX: `function(state,
+        iterator)`), as this executor runs it."""
+        return function
 
     def fit_callbacks(self, model):
         """Callbacks `fit` runs first (e.g. a pipeline's drain at epoch end)."""

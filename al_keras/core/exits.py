@@ -43,7 +43,7 @@ class ExitsMixin:
         s = inputs
         for index, block in enumerate(self.blocks[:exit]):
             with self.block_device(index):
-                s = block(s, training=training)
+                s = block(self.hand_to_block(index, s), training=training)
         with self.block_device(exit - 1):
             prediction = self.blocks[exit - 1].bridge(s, training=training)
         return self.decode(prediction, exit)
@@ -67,7 +67,7 @@ class ExitsMixin:
         s, outputs = inputs, {}
         for index, block in enumerate(self.blocks[:exits[-1]]):
             with self.block_device(index):
-                s = block(s, training=training)
+                s = block(self.hand_to_block(index, s), training=training)
                 if index + 1 in exits:
                     prediction = block.bridge(s, training=training)
             if index + 1 in exits:
@@ -151,7 +151,7 @@ class ExitsMixin:
         its block's device)."""
         for index in indices:
             with self.block_device(index):
-                t = step_lib.decode([self.blocks[index]], t)
+                t = step_lib.decode([self.blocks[index]], self.hand_to_block(index, t))
         return t
 
     def scores(self, decoded):

@@ -10,8 +10,10 @@ every block's step (`measure_block_costs`) and balances them
 alone and all devices at once (`measure_overlap`): the predicted speedup of
 the pipelined step, which `describe()` states.
 
-TensorFlow is imported where it is used (the package imports without it);
-constructing a `BlockParallel` on another backend raises a ValueError.
+On JAX (`al_keras.distribute.jax_pipeline`) the same API puts block i's
+values on a JAX device and runs its jitted local step there, the blocks of
+a tick dispatched asynchronously so that the devices compute at once.
+TensorFlow is imported where it is used (the package imports without it).
 
 Example:
 
@@ -34,18 +36,20 @@ from al_keras.core import executor as executor_lib
 from al_keras.core import keras_compat
 from al_keras.distribute import pipeline_simulator
 
-# Issue 25: the JAX device pipeline.
-_JAX_HINT = ("on JAX, train one model per process (the JAX device pipeline is "
-             "issue 25).")
+_JAX_HINT = ("on JAX, BlockParallel places and pipelines the blocks on JAX's "
+             "devices.")
 
 
-def check_backend(name):
-    """Raises a one-line ValueError unless Keras runs on TensorFlow: the
-    executors of this package (`name`) place and pipeline TensorFlow steps."""
-    if keras.backend.backend() != "tensorflow":
+def check_backend(name, allowed=("tensorflow",)):
+    """Raises a one-line ValueError unless Keras runs on one of `allowed`."""
+    if keras.backend.backend() not in allowed:
         raise ValueError(
-            f"{name} runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
-            + _JAX_HINT)
+            f"{name} runs on Keras' {' or '.join(allowed)} backend "
+            f"(KERAS_BACKEND={allowed[0]}), not {keras.backend.backend()}; " + _JAX_HINT)
+
+
+def _on_jax():
+    return keras.backend.backend() == "jax"
 
 
 def current_block_parallel():
@@ -55,7 +59,12 @@ def current_block_parallel():
 
 
 def default_devices():
-    """Every logical GPU, or every logical CPU device when there is no GPU."""
+    """Every logical GPU, or every logical CPU device when there is no GPU
+    (on JAX: every accelerator, else every CPU device)."""
+    if _on_jax():
+        from al_keras.distribute import jax_pipeline
+
+        return [jax_pipeline.device_name(d) for d in jax_pipeline.default_devices()]
     import tensorflow as tf
 
     devices = tf.config.list_logical_devices("GPU")
@@ -156,11 +165,17 @@ class BlockParallel(executor_lib.Executor):
     def __init__(self, devices=None, placement="auto", pipeline=True,
                  profile_batch_size=32, profile_steps=3, predict=True,
                  jit_compile="auto"):
-        check_backend("BlockParallel")
-        import tensorflow as tf
+        check_backend("BlockParallel", ("tensorflow", "jax"))
+        if _on_jax():
+            from al_keras.distribute import jax_pipeline
 
-        self.devices = [tf.DeviceSpec.from_string(d).to_string()
-                        for d in (devices or default_devices())]
+            self.devices = [jax_pipeline.device_name(d)
+                            for d in jax_pipeline.resolve_devices(devices or None)]
+        else:
+            import tensorflow as tf
+
+            self.devices = [tf.DeviceSpec.from_string(d).to_string()
+                            for d in (devices or default_devices())]
         if not self.devices:
             raise ValueError("BlockParallel needs at least one device.")
         if placement != "auto":
@@ -176,7 +191,9 @@ class BlockParallel(executor_lib.Executor):
         self.profile_batch_size = int(profile_batch_size)
         self.profile_steps = int(profile_steps)
         self.predict = bool(predict)
-        if jit_compile == "auto":
+        if _on_jax():
+            jit_compile = _jax_jit(jit_compile)
+        elif jit_compile == "auto":
             jit_compile = not any(tf.DeviceSpec.from_string(d).device_type == "CPU"
                                   for d in self.devices)
         if not isinstance(jit_compile, bool):
@@ -194,6 +211,8 @@ class BlockParallel(executor_lib.Executor):
 
     def scope(self):
         """Context in which `ALModel`s are created and compiled."""
+        if _on_jax():
+            return executor_lib.scope(self)
         import tensorflow as tf
 
         if tf.distribute.has_strategy():
@@ -209,32 +228,62 @@ class BlockParallel(executor_lib.Executor):
         (`jit_blocks`).  Made on first use; kept here, not in the model."""
         state = self._states.get(model)
         if state is None:
-            from al_keras.distribute import pipeline
-
+            if _on_jax():
+                from al_keras.distribute import jax_pipeline as pipeline
+            else:
+                from al_keras.distribute import pipeline
             state = self._states[model] = pipeline.PlacementState()
         return state
 
     def examples_trained(self):
         """Per block, how many examples the model placed last has trained
         on (all its pipelined fits); None before its first one."""
-        buffers = self._model and self.placement_state(self._model).holder
-        if buffers is None:
+        if self._model is None:
             return None
-        return [int(c.numpy()) for c in buffers.examples]
+        state = self.placement_state(self._model)
+        if _on_jax():
+            return state.pipeline and list(state.pipeline.examples)
+        if state.holder is None:
+            return None
+        return [int(c.numpy()) for c in state.holder.examples]
 
     # ------------------------------------------------------------ executor
     def device(self, model, index):
         """`tf.device` of block `index` (a no-op before the model is placed)."""
         return self.placement_state(model).device(index)
 
+    def hand_to_block(self, model, index, x):
+        """On JAX, an eager array moved to where block `index`'s values are
+        (its device; the first block's after evaluate or predict gathered
+        them).  Inside a jitted computation, which runs on one device, `x`
+        is left alone."""
+        if not _on_jax():
+            return x
+        import jax
+
+        weights = model.blocks[index].weights
+        if not weights or isinstance(x, jax.core.Tracer) or not isinstance(x, jax.Array):
+            return x
+        return jax.device_put(x, next(iter(weights[0].value.devices())))
+
     def build(self, model, input_shape):
-        """Places `model`'s blocks (`place`) before they are built."""
-        self.placement_state(model).devices = self.place(model, input_shape)
+        """Places `model`'s blocks (`place`) before they are built (on JAX,
+        when built in Keras' stateless scope, where no copy may be made to
+        measure: at the first train function, moving the values)."""
+        state = self.placement_state(model)
+        if _on_jax():
+            state.input_shape = tuple(input_shape)
+            if keras_compat.in_stateless_scope():
+                return
+        state.devices = self.place(model, input_shape)
 
     def compile(self, model, kwargs):
         """XLA compiles for one device: each block's local step is compiled
         for its own device (`jit_compile`: compile's, or this strategy's
         for `"auto"`), inside a step that is not."""
+        if _on_jax():
+            _jax_jit(kwargs.get("jit_compile", "auto"))
+            return kwargs
         state = self.placement_state(model)
         requested = kwargs.get("jit_compile", "auto")
         state.jit_requested = "jit_compile" in kwargs
@@ -252,23 +301,59 @@ class BlockParallel(executor_lib.Executor):
         a model compiled without `jit_compile` saves the strategy's choice
         (not the `False` of the step around the blocks)."""
         state = self.placement_state(model)
+        if _on_jax():
+            state.pipeline = None
+            return
         state.reset_functions()
         if not state.jit_requested:
             keras_compat.compile_config(model)["jit_compile"] = state.jit_blocks
 
     def make_train_function(self, model):
-        """Keras' train function of `model` around `train_step`."""
+        """Keras' train function of `model` around `train_step` (on JAX:
+        around a pipeline tick, `jax_pipeline.train_function`)."""
+        if _on_jax():
+            return self._jax_train_function(model)
         from al_keras.core.trainers import tensorflow as trainer
 
         return trainer.train_function(model, lambda data: self.train_step(model, data))
 
+    def _jax_train_function(self, model):
+        from al_keras.distribute import jax_pipeline
+
+        state = self.placement_state(model)
+        if state.devices is None:  # Built in Keras' stateless scope.
+            state.devices = self.place(model, state.input_shape)
+            state.placed = False
+        state.pipeline = jax_pipeline.Pipeline(
+            model, jax_pipeline.resolve_devices(state.devices))
+        return jax_pipeline.train_function(model, state.pipeline, self.pipeline, state)
+
+    def inference_function(self, model, function):
+        """On JAX: `function` (evaluate's or predict's) with the model's
+        values gathered on the first block's device (a jitted inference
+        step runs on one device); the next train call places them again."""
+        if not _on_jax():
+            return function
+        import jax
+
+        from al_keras.distribute import jax_pipeline
+
+        state = self.placement_state(model)
+
+        def gathered(values, *args):
+            device = jax_pipeline.resolve_devices((state.devices or self.devices)[:1])[0]
+            state.placed = False
+            return function(jax.device_put(values, device), *args)
+
+        return gathered
+
     def fit_callbacks(self, model):
         """Pipelined: the drain after each epoch's last batch."""
+        if _on_jax():
+            self.placement_state(model).placed = False
         if not self.pipeline:
             return []
-        from al_keras.distribute import pipeline
-
-        return [pipeline.DrainAtEpochEnd(model, self.placement_state(model))]
+        return [DrainAtEpochEnd(lambda: self.drain(model))]
 
     def train_step(self, model, data):
         """One training step of `model` on `data`, its blocks on their
@@ -293,9 +378,15 @@ class BlockParallel(executor_lib.Executor):
     def drain(self, model):
         """Finishes the batches still in `model`'s pipeline (`fit` does it
         after each epoch)."""
+        state = self.placement_state(model)
+        if _on_jax():
+            from al_keras.distribute import jax_pipeline
+
+            jax_pipeline.drain(model, state.pipeline, state)
+            return
         from al_keras.distribute import pipeline
 
-        pipeline.drain(model, self.placement_state(model))
+        pipeline.drain(model, state)
 
     # ---------------------------------------------------------------- plan
     def place(self, model, input_shape):
@@ -305,10 +396,7 @@ class BlockParallel(executor_lib.Executor):
             if len(self.devices) == 1:
                 indices = [0] * num_blocks
             else:
-                self.block_profile = measure_block_costs(
-                    model, input_shape, self.profile_batch_size,
-                    self.profile_steps, device=self.devices[0],
-                    jit_compile=self.jit_compile)
+                self.block_profile = self._measure_block_costs(model, input_shape)
                 self.block_costs = [c.compute for c in self.block_profile]
                 self.activation_bytes = [
                     c.activation_bytes // self.profile_batch_size
@@ -319,10 +407,8 @@ class BlockParallel(executor_lib.Executor):
                           for d in sorted(set(indices))]
                 self.ideal_speedup = sum(shares) / max(max(shares), 1e-12)
                 if self.predict and self.pipeline and len(shares) > 1:
-                    self.overlap_profile = measure_overlap(
-                        model, input_shape, [self.devices[i] for i in indices],
-                        self.profile_batch_size, self.profile_steps,
-                        jit_compile=self.jit_compile)
+                    self.overlap_profile = self._measure_overlap(
+                        model, input_shape, [self.devices[i] for i in indices])
         else:
             indices = self.requested_placement
             if len(indices) != num_blocks:
@@ -333,6 +419,27 @@ class BlockParallel(executor_lib.Executor):
         self.placement = [self.devices[i] for i in indices]
         self._model = model
         return list(self.placement)
+
+    def _measure_block_costs(self, model, input_shape):
+        if _on_jax():
+            from al_keras.distribute import jax_pipeline
+
+            return jax_pipeline.measure_block_costs(
+                model, input_shape, self.profile_batch_size, self.profile_steps,
+                device=jax_pipeline.resolve_devices(self.devices[:1])[0])
+        return measure_block_costs(
+            model, input_shape, self.profile_batch_size, self.profile_steps,
+            device=self.devices[0], jit_compile=self.jit_compile)
+
+    def _measure_overlap(self, model, input_shape, devices):
+        if _on_jax():
+            from al_keras.distribute import jax_pipeline
+
+            return jax_pipeline.measure_overlap(
+                model, input_shape, jax_pipeline.resolve_devices(devices),
+                self.profile_batch_size, self.profile_steps)
+        return measure_overlap(model, input_shape, devices, self.profile_batch_size,
+                               self.profile_steps, jit_compile=self.jit_compile)
 
     # ---------------------------------------------------------- prediction
     @property
@@ -371,7 +478,8 @@ class BlockParallel(executor_lib.Executor):
                           for device, blocks in groups.items())
         line = (f"BlockParallel: blocks {where}"
                 + (", pipelined" if self.pipeline else ", not pipelined")
-                + (", XLA per block" if self.jit_compile else ", no XLA"))
+                + (", jitted per block" if _on_jax() else
+                   ", XLA per block" if self.jit_compile else ", no XLA"))
         if self.block_costs:
             line += (f"; measured seconds per block step "
                      f"{[round(c, 4) for c in self.block_costs]}")
@@ -387,6 +495,47 @@ class BlockParallel(executor_lib.Executor):
             line += (f"; no gain predicted (below {self.NO_GAIN_BELOW:g}x): use "
                      f"{instead} (docs/several-devices.md)")
         return line
+
+
+def _jax_jit(jit_compile):
+    """On JAX each block's step is jitted for its device: True or "auto"."""
+    if jit_compile not in (True, "auto"):
+        raise ValueError(
+            f"jit_compile={jit_compile!r}: BlockParallel on JAX jits each block's "
+            "step for its device (True or 'auto'; False is TensorFlow's option).")
+    return True
+
+
+class DrainAtEpochEnd(keras.callbacks.Callback):
+    """Calls `drain()` after each epoch's last batch (and at the end).
+
+    When the epoch's length is unknown (a dataset of unknown cardinality in
+    its first epoch) it drains in `on_epoch_end`, i.e. after validation.
+    """
+
+    def __init__(self, drain):
+        super().__init__()
+        self._drain_now = drain
+        self._drained = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._drained = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = self.params.get("steps")
+        if steps and batch + 1 >= steps:
+            self._drain()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._drain()
+
+    def on_train_end(self, logs=None):
+        self._drain()
+
+    def _drain(self):
+        if not self._drained:
+            self._drain_now()
+            self._drained = True
 
 
 def measure_block_costs(model, input_shape, batch_size=32, steps=3,

@@ -16,8 +16,8 @@ step (the package imports without TensorFlow).
   start of an epoch, draining at its end) skips its update.
 
 `drain(model, state)` runs the L - 1 steps that finish the batches still in
-the buffers; `DrainAtEpochEnd` (one of `BlockParallel.fit_callbacks`) calls
-it after the last batch of each epoch.
+the buffers; `block_parallel.DrainAtEpochEnd` (one of
+`BlockParallel.fit_callbacks`) calls it after the last batch of each epoch.
 
 Both steps use only the model's public methods (`train_block`, `targets`,
 `record_losses`, `scores`, `count_step`, ...); what they keep between steps
@@ -293,36 +293,3 @@ def drain(model, state):
     y = _empty(buffers.y_spec.shape, buffers.y_spec.dtype)
     for _ in buffers.boundaries:
         state.drain_function(x, y)
-
-
-class DrainAtEpochEnd(keras.callbacks.Callback):
-    """Drains the pipeline after each epoch's last batch (and at the end).
-
-    When the epoch's length is unknown (a dataset of unknown cardinality in
-    its first epoch) it drains in `on_epoch_end`, i.e. after validation.
-    """
-
-    def __init__(self, model, state):
-        super().__init__()
-        self._pipelined_model = model
-        self._state = state
-        self._drained = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._drained = False
-
-    def on_train_batch_end(self, batch, logs=None):
-        steps = self.params.get("steps")
-        if steps and batch + 1 >= steps:
-            self._drain()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._drain()
-
-    def on_train_end(self, logs=None):
-        self._drain()
-
-    def _drain(self):
-        if not self._drained:
-            drain(self._pipelined_model, self._state)
-            self._drained = True

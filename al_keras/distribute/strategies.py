@@ -156,6 +156,8 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
         return None
     if kind == "ray":
         return RayPipeline(placement=placement, **(ray_options or {}))
+    if kind == "blocks" and keras.backend.backend() == "jax":
+        return _jax_block_parallel(num_devices, placement, pipeline)
     if kind == "blocks":
         check_backend("BlockParallel")
     elif kind in _TF_DISTRIBUTE:
@@ -197,6 +199,23 @@ def make_strategy(kind, num_devices=0, placement="auto", pipeline=True, ray_opti
                 devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
         return tf.distribute.MirroredStrategy(devices)
     raise ValueError(f"Unknown distribute {kind!r}.")
+
+
+def _jax_block_parallel(num_devices, placement, pipeline):
+    """`BlockParallel` over JAX's first `num_devices` devices (default all;
+    on a CPU, `XLA_FLAGS=--xla_force_host_platform_device_count=N` before
+    JAX starts gives N)."""
+    from al_keras.distribute import jax_pipeline
+
+    devices = jax_pipeline.default_devices()
+    if num_devices > len(devices):
+        raise ValueError(
+            f"num_devices={num_devices} but JAX sees {len(devices)} devices "
+            f"({[jax_pipeline.device_name(d) for d in devices]}); on a CPU set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={num_devices} "
+            "before JAX starts.")
+    return BlockParallel(devices[:num_devices or len(devices)], placement=placement,
+                         pipeline=pipeline)
 
 
 def strategy_scope(strategy):

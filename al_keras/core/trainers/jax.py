@@ -6,10 +6,12 @@ too, its optimizer slot holding `model.optimizer`'s values followed by
 every block optimizer's (`assoc_optimizers`, then `ae_optimizers`).  For
 block i the step takes `jax.value_and_grad` of each local loss
 (`al_keras/core/step.py`, under a `keras.StatelessScope` that maps the
-model's variables to the values of the step) over the values of the part
+block's variables to the values of the step) over the values of the part
 it trains only, and applies the gradients with that block optimizer's
 `stateless_apply`.  Nothing else can reach a block's variables: no gradient
 crosses a block boundary by construction, as with TensorFlow's tapes.
+The block's step alone, on its own values, is `stateless_train_block`: what
+`BlockParallel` jits for the block's device (`distribute/jax_pipeline.py`).
 """
 
 import contextlib
@@ -43,9 +45,9 @@ class JaxTrainer:
     def _block_optimizers(self):
         return list(self.assoc_optimizers) + list(self.ae_optimizers)
 
-    def _all_optimizer_variables(self):
+    def state_optimizer_variables(self):
         """`model.optimizer`'s variables, then every block optimizer's: the
-        optimizer slot of the JAX state."""
+        optimizer slot of Keras' JAX state tuple."""
         variables = list(self.optimizer.variables)
         for optimizer in self._block_optimizers():
             variables += list(optimizer.variables)
@@ -72,7 +74,7 @@ class JaxTrainer:
         state = getattr(self, "_jax_state", None)
         if state and not self._jax_state_synced and state.get("optimizer_variables"):
             values = state["optimizer_variables"]
-            for variable, value in zip(self._all_optimizer_variables(), values):
+            for variable, value in zip(self.state_optimizer_variables(), values):
                 variable.assign(value)
         return super().jax_state_sync()
 
@@ -83,27 +85,21 @@ class JaxTrainer:
         values = _Values(self)
         values.set(self.trainable_variables, trainable)
         values.set(self.non_trainable_variables, non_trainable)
-        values.set(self._all_optimizer_variables(), optimizer_values)
+        values.set(self.state_optimizer_variables(), optimizer_values)
         values.set(self.metrics_variables, metrics_values)
         start = values.copy()  # The metrics decode with the step's first h_i.
         self._follow_learning_rate(values)
 
         t_prev = self.targets(y)
         s, assoc_losses, ae_losses, applied = x, [], [], []
-        for index, block in enumerate(self.blocks):
+        for index in range(self.num_blocks):
             with self._block_scope(index):
-                t, ae_loss, ae_applied = self._local_update(
-                    values, self.ae_optimizers[index], block.label_side_variables,
-                    lambda: self._label_side(index, t_prev, sample_weight, True),
-                    "auto-encoder", index)
-                (s, prediction), assoc_loss, assoc_applied = self._local_update(
-                    values, self.assoc_optimizers[index], block.input_side_variables,
-                    lambda: self._input_side(index, s, t, sample_weight, True),
-                    "associated", index)
+                s, t, prediction, assoc_loss, ae_loss, block_applied = (
+                    self._train_block(values, index, s, t_prev, sample_weight))
             t_prev = t
             assoc_losses.append(assoc_loss)
             ae_losses.append(ae_loss)
-            applied.append(ops.stack([assoc_applied, ae_applied]))
+            applied.append(block_applied)
 
         iterations = self.optimizer.iterations
         values.update(iterations, values.get(iterations) + 1)
@@ -118,36 +114,91 @@ class JaxTrainer:
                    [scope.get_current_value(v) for v in self.metrics_variables])
         return logs, (values.of(self.trainable_variables),
                       values.of(self.non_trainable_variables),
-                      values.of(self._all_optimizer_variables()),
+                      values.of(self.state_optimizer_variables()),
                       values.of(self.metrics_variables))
 
-    def _local_update(self, values, optimizer, variables, local_part, family, index):
+    def _train_block(self, values, index, s_prev, t_prev, sample_weight):
+        """Block `index`'s whole local step on `values` (updated in place):
+        both losses, both updates.  Returns `(s_i, t_i, b_i(s_i),
+        assoc_loss, ae_loss, applied)`, as the TensorFlow `train_block`."""
+        block = self.blocks[index]
+        scope = self.block_variables(index)
+        t, ae_loss, ae_applied = self._local_update(
+            values, self.ae_optimizers[index], block.label_side_variables,
+            lambda: self._label_side(index, t_prev, sample_weight, True),
+            "auto-encoder", index, scope, block.non_trainable_variables)
+        (s, prediction), assoc_loss, assoc_applied = self._local_update(
+            values, self.assoc_optimizers[index], block.input_side_variables,
+            lambda: self._input_side(index, s_prev, t, sample_weight, True),
+            "associated", index, scope, block.non_trainable_variables)
+        return (s, t, prediction, assoc_loss, ae_loss,
+                ops.stack([assoc_applied, ae_applied]))
+
+    def block_variables(self, index):
+        """Every variable block `index`'s local step reads or writes, in a
+        fixed order: its label side (g_i, h_i), its input side (f_i, b_i),
+        its non-trainable variables, its auto-encoder and its associated
+        optimizer's variables.  `stateless_train_block` takes their values."""
+        block = self.blocks[index]
+        return (list(block.label_side_variables) + list(block.input_side_variables)
+                + list(block.non_trainable_variables)
+                + list(self.ae_optimizers[index].variables)
+                + list(self.assoc_optimizers[index].variables))
+
+    def stateless_train_block(self, index, block_values, s_prev, t_prev,
+                              sample_weight=None, learning_rate=None):
+        """Block `index`'s local step as a pure function, for an executor
+        to jit and run on the block's device (no other block's value is
+        read).
+
+        Args:
+            block_values: the values of `block_variables(index)`.
+            s_prev, t_prev: the block's inputs (`x` and `targets(y)` for the
+                first block).
+            learning_rate: `model.optimizer`'s float learning rate, which
+                the block's optimizers follow (None: a schedule, or keep).
+
+        Returns:
+            `(new block_values, (s_i, t_i, b_i(s_i), assoc_loss, ae_loss,
+            applied))`.
+        """
+        values = _Values(self)
+        variables = self.block_variables(index)
+        values.set(variables, block_values)
+        if learning_rate is not None:
+            self._set_block_rates(values, index, learning_rate)
+        outputs = self._train_block(values, index, s_prev, t_prev, sample_weight)
+        return values.of(variables), outputs
+
+    def _local_update(self, values, optimizer, variables, local_part, family, index,
+                      scope_variables, non_trainable):
         """One local loss: its value and gradients for `variables` (its part's
-        values only), then `optimizer`'s stateless update of them.
+        values only), then `optimizer`'s stateless update of them.  The loss
+        is computed in a scope of `scope_variables`' values (the block's),
+        and the updated values of `non_trainable` (e.g. batch statistics)
+        are kept.
 
         Returns `(outputs, loss, applied)`: `local_part()`'s outputs but the
         loss (one output alone, several as a tuple), the loss, and whether the
         update was made (with `on_nonfinite_loss="skip"` a non-finite loss
         or gradient leaves the part and its optimizer as they were).
         """
-        model_variables = (self.trainable_variables + self.non_trainable_variables
-                           + list(optimizer.variables))
 
         def loss_of(part):
             trial = values.copy()
             trial.set(variables, part)
             with keras.StatelessScope(
-                    state_mapping=trial.mapping(model_variables)) as scope:
+                    state_mapping=trial.mapping(scope_variables)) as scope:
                 outputs = local_part()
                 scaled = optimizer.scale_loss(outputs[-1])
-            updates = [scope.get_current_value(v) for v in self.non_trainable_variables]
+            updates = [scope.get_current_value(v) for v in non_trainable]
             return scaled, (outputs, updates)
 
         part = values.of(variables)
         (_, (outputs, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(part)
         nonfinite.check_gradients(grads, variables, family, index)
         loss = outputs[-1]
-        values.set(self.non_trainable_variables, updates)  # E.g. batch statistics.
+        values.set(non_trainable, updates)  # E.g. batch statistics.
         old_state = values.of(optimizer.variables)
         new_part, new_state = optimizer.stateless_apply(old_state, grads, part)
         applied = ops.convert_to_tensor(True)
@@ -163,20 +214,30 @@ class JaxTrainer:
     def _follow_learning_rate(self, values):
         """Block optimizers follow a float learning rate of `model.optimizer`
         (a schedule is cloned into each block optimizer instead)."""
+        rate = self.base_learning_rate(values.of(self.optimizer.variables))
+        if rate is not None:
+            for index in range(self.num_blocks):
+                self._set_block_rates(values, index, rate)
+
+    def base_learning_rate(self, optimizer_values):
+        """The value, in `optimizer_values` (of `model.optimizer.variables`),
+        of `model.optimizer`'s float learning rate; None for a schedule."""
+        mapping = list(zip(self.optimizer.variables, optimizer_values))
         # (Read in a scope of the step's values: a schedule reads the
         # optimizer's step count.)
-        with keras.StatelessScope(state_mapping=values.mapping(
-                self._all_optimizer_variables())):
+        with keras.StatelessScope(state_mapping=mapping):
             base = self.optimizer.learning_rate
-            if not isinstance(base, keras.Variable):
-                return
-            rate = values.get(base)
-            for optimizers, factor in ((self.assoc_optimizers, 1.0),
-                                       (self.ae_optimizers, self.ae_lr_multiplier)):
-                for optimizer in optimizers:
-                    own = optimizer.learning_rate
-                    if isinstance(own, keras.Variable):
-                        values.update(own, ops.cast(rate * factor, own.dtype))
+        if not isinstance(base, keras.Variable):
+            return None
+        return next(value for variable, value in mapping if variable is base)
+
+    def _set_block_rates(self, values, index, rate):
+        for optimizer, factor in ((self.assoc_optimizers[index], 1.0),
+                                  (self.ae_optimizers[index], self.ae_lr_multiplier)):
+            with keras.StatelessScope(state_mapping=values.mapping(optimizer.variables)):
+                own = optimizer.learning_rate
+            if isinstance(own, keras.Variable):
+                values.update(own, ops.cast(rate * factor, own.dtype))
 
     def test_step(self, state, data):
         trainable, non_trainable, metrics_values = state
@@ -212,8 +273,22 @@ class JaxTrainer:
 
         if not self.run_eagerly and self.jit_compile:
             test_step = jax.jit(test_step, donate_argnums=0)
-        self.test_function = keras_compat.looped_step_function(self, test_step)
+        self.test_function = self._inference_function(
+            keras_compat.looped_step_function(self, test_step))
         return self.test_function
+
+    def make_predict_function(self, force=False):
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        super().make_predict_function(force=force)
+        self.predict_function = self._inference_function(self.predict_function)
+        return self.predict_function
+
+    def _inference_function(self, function):
+        # The executor's (e.g. blocks on several devices gathered on one).
+        if self.executor is None:
+            return function
+        return self.executor.inference_function(self, function)
 
 
 def _current(scope, variables):
@@ -250,15 +325,16 @@ class _Values:
         return [(v, self._by_id[id(v)]) for v in variables]
 
 
-def train_function(model, train_step):
+def train_function(model, train_step, jit=True):
     """Keras' JAX train function of `model` around `train_step(state, data)`
-    (jitted unless `run_eagerly` or `jit_compile=False`): a call runs the
+    (jitted unless `run_eagerly`, `jit_compile=False` or `jit=False`, for a
+    step that dispatches jitted parts itself): a call runs the
     steps `fit`'s epoch has left of `steps_per_execution`
     (`epoch_steps`), each on a batch that was read; a call that reads none
     ends the epoch (StopIteration), changing nothing."""
     position = model._epoch_position()
     step = train_step
-    if not model.run_eagerly and model.jit_compile:
+    if jit and not model.run_eagerly and model.jit_compile:
         step = jax.jit(train_step, donate_argnums=0)
 
     def function(state, iterator):
