@@ -39,6 +39,7 @@ import numpy as np
 
 from al_keras.core import executor as executor_lib
 from al_keras.distribute import pipeline_simulator
+from al_keras.distribute.costs import OverlapProfile
 
 
 # ----------------------------------------------------------------- devices
@@ -463,8 +464,6 @@ def measure_overlap(model, input_shape, devices, batch_size=32, steps=3, repeats
     `model` with block i on `devices[i]`: the `OverlapProfile` of this
     placement (each block on a random batch of its own inputs, as in a
     pipeline tick)."""
-    from al_keras.distribute.block_parallel import OverlapProfile
-
     copy = _copy(model, input_shape, devices)
     work = {}
     for index, inputs in enumerate(_inputs(copy, input_shape, batch_size)):
