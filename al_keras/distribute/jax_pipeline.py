@@ -117,9 +117,13 @@ class Layout:
                 where[id(variable)] = (slot, position)
         self.blocks = [[where[id(v)] for v in model.block_variables(index)]
                        for index in range(model.num_blocks)]
-        self.num_model_optimizer = len(model.optimizer.variables)
-        self.iterations = [id(v) for v in model.optimizer.variables].index(
-            id(model.optimizer.iterations))  # Its position among them.
+        positions = {id(v): p for p, v in enumerate(model.optimizer.variables)}
+        self.num_model_optimizer = len(positions)
+        # Among model.optimizer's values: its step count, and its float
+        # learning rate, which the block optimizers follow (None: a schedule).
+        self.iterations = positions[id(model.optimizer.iterations)]
+        rate = model.learning_rate_variable()
+        self.learning_rate = None if rate is None else positions[id(rate)]
 
     def split(self, state):
         """`(per-block values, model.optimizer's values, metric values)`."""
@@ -234,7 +238,7 @@ class Pipeline:
 
     # ------------------------------------------------------------ pieces
     def _decoder(self, index):
-        model_ref = weakref.ref(self.model_ref())
+        model_ref = self.model_ref
 
         def decode(trainable, non_trainable, t):
             t, _ = model_ref().blocks[index].label_decoder.stateless_call(
@@ -264,12 +268,13 @@ class Pipeline:
                 zip(model.metrics_variables, metrics))):
             return model.get_metrics_result()
 
-    def block_rates(self, rate):
-        """`model.optimizer`'s learning rate on every block's device (None
-        for a schedule); the copies are kept while the rate is the same
-        array."""
-        if rate is None:
+    def block_rates(self, model_optimizer):
+        """`model.optimizer`'s learning rate (in its values
+        `model_optimizer`) on every block's device, None for a schedule;
+        the copies are kept while the rate is the same array."""
+        if self.layout.learning_rate is None:
             return None
+        rate = model_optimizer[self.layout.learning_rate]
         if self._rates is None or self._rates[0] is not rate:
             self._rates = (rate, [jax.device_put(rate, d) for d in self.devices])
         return self._rates[1]
@@ -301,10 +306,10 @@ class Pipeline:
             x, y, weight = jax.device_put((x, y, weight), self.home)
             incoming[0] = (x, y, weight)  # Block 1 makes t_0 of the labels.
             self.labels.append((y, weight))  # Until the batch leaves.
-        # h_L ... h_1 as they are before this tick's updates.
-        decoders = [([v[p] for p in trainable], [v[p] for p in non_trainable])
-                    for v, (trainable, non_trainable)
-                    in zip(values, self.decoder_positions)]
+        if incoming[-1] is not None:  # A batch leaves: h_L ... h_1 before the updates.
+            decoders = [([v[p] for p in trainable], [v[p] for p in non_trainable])
+                        for v, (trainable, non_trainable)
+                        in zip(values, self.decoder_positions)]
         buffers, left, reports, away = [None] * num_blocks, None, [], []
         for index in range(num_blocks):
             if incoming[index] is None:
@@ -364,7 +369,7 @@ def train_function(model, pipeline, pipelined, state):
             blocks, model_optimizer, metrics = pipeline.place(
                 blocks, model_optimizer, metrics)
             state.placed = True
-        rates = pipeline.block_rates(model.base_learning_rate(model_optimizer))
+        rates = pipeline.block_rates(model_optimizer)
         x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
         metrics, logs = pipeline.tick(blocks, metrics, (x, y, weight), rates)
         if not pipelined:
@@ -388,7 +393,7 @@ def drain(model, pipeline, state):
     keras_state = variable_state(model)
     blocks, model_optimizer, metrics = pipeline.layout.split(keras_state)
     blocks, model_optimizer, metrics = pipeline.place(blocks, model_optimizer, metrics)
-    rates = pipeline.block_rates(model.base_learning_rate(model_optimizer))
+    rates = pipeline.block_rates(model_optimizer)
     metrics, _ = pipeline.drain(blocks, metrics, rates)
     assign_state(model, pipeline.layout.join(keras_state, blocks, model_optimizer,
                                              metrics))

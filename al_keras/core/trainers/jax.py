@@ -214,29 +214,21 @@ class JaxTrainer:
     def _follow_learning_rate(self, values):
         """Block optimizers follow a float learning rate of `model.optimizer`
         (a schedule is cloned into each block optimizer instead)."""
-        rate = self.base_learning_rate(values.of(self.optimizer.variables))
-        if rate is not None:
+        variable = self.learning_rate_variable()
+        if variable is not None:
             for index in range(self.num_blocks):
-                self._set_block_rates(values, index, rate)
+                self._set_block_rates(values, index, values.get(variable))
 
-    def base_learning_rate(self, optimizer_values):
-        """The value, in `optimizer_values` (of `model.optimizer.variables`),
-        of `model.optimizer`'s float learning rate; None for a schedule."""
-        mapping = list(zip(self.optimizer.variables, optimizer_values))
-        # (Read in a scope of the step's values: a schedule reads the
-        # optimizer's step count.)
-        with keras.StatelessScope(state_mapping=mapping):
-            base = self.optimizer.learning_rate
-        if not isinstance(base, keras.Variable):
-            return None
-        return next(value for variable, value in mapping if variable is base)
+    def learning_rate_variable(self):
+        """`model.optimizer`'s float learning rate, the variable the block
+        optimizers follow; None for a schedule."""
+        return _rate_variable(self.optimizer)
 
     def _set_block_rates(self, values, index, rate):
         for optimizer, factor in ((self.assoc_optimizers[index], 1.0),
                                   (self.ae_optimizers[index], self.ae_lr_multiplier)):
-            with keras.StatelessScope(state_mapping=values.mapping(optimizer.variables)):
-                own = optimizer.learning_rate
-            if isinstance(own, keras.Variable):
+            own = _rate_variable(optimizer)
+            if own is not None:
                 values.update(own, ops.cast(rate * factor, own.dtype))
 
     def test_step(self, state, data):
@@ -289,6 +281,16 @@ class JaxTrainer:
         if self.executor is None:
             return function
         return self.executor.inference_function(self, function)
+
+
+def _rate_variable(optimizer):
+    """`optimizer`'s learning rate if it is a variable, else None (a
+    schedule, which is read in a scope of step 0: the optimizer's own step
+    count may have no value here, e.g. during Keras' JAX fit)."""
+    iterations = optimizer.iterations
+    with keras.StatelessScope(state_mapping=[(iterations, ops.zeros((), iterations.dtype))]):
+        rate = optimizer.learning_rate
+    return rate if isinstance(rate, keras.Variable) else None
 
 
 def _current(scope, variables):
